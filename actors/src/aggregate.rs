@@ -1,0 +1,30 @@
+//! The shape every state machine has: `decide` what happens, `evolve` by what happened.
+
+use std::fmt::Debug;
+
+use schemas::wire::Event;
+
+/// A pure, journaled state machine. No I/O, no clocks, no randomness: the
+/// same journal always folds to the same state, so replay is recovery.
+pub trait Aggregate: Send + Sync + 'static {
+    /// What the journal folds into; `Default` is "nothing happened yet".
+    type State: Default + Clone + Debug + Send + Sync + 'static;
+    /// What the journal holds.
+    type Event: Event;
+    /// What may be asked of the entity.
+    type Command: Debug + Send + Sync + 'static;
+    /// Why a command was refused.
+    type Rejection: std::error::Error + Send + Sync + 'static;
+
+    /// The events a command causes in `state`, or why it may not happen.
+    /// An empty list means "already done": repeating an input is harmless.
+    fn decide(state: &Self::State, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
+
+    /// The state after `event`. Total: it never fails, whatever the journal holds.
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// Folds a whole journal.
+    fn replay<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State {
+        events.into_iter().fold(Self::State::default(), Self::evolve)
+    }
+}

@@ -1,0 +1,240 @@
+//! One SKU's stock: reserve, reject, release, restock; never negative, and
+//! every unit accounted for (available + reserved = everything restocked).
+
+use std::collections::BTreeMap;
+
+use schemas::inventory::InventoryEvent;
+use schemas::{OrderId, Quantity, Sku};
+
+use crate::Aggregate;
+
+/// The largest stock one SKU may hold.
+pub const MAX_STOCK: u64 = 1_000_000_000;
+
+/// What became of an order's request on this SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Units still held for the order (sold, once the order completed).
+    Held(Quantity),
+    /// Too few units were available.
+    Rejected,
+    /// The reservation went back to the stock.
+    Released(Quantity),
+}
+
+/// One SKU's stock, folded from `inventory.<sku>.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stock {
+    /// Units free to reserve.
+    pub available: u64,
+    /// Units held by orders.
+    pub reserved: u64,
+    /// Everything ever restocked.
+    pub restocked: u64,
+    /// Every order this SKU answered, so a repeated request is answered the
+    /// same way however late it comes (message-id dedup only spans minutes).
+    pub orders: BTreeMap<OrderId, Settlement>,
+}
+
+/// Everything that may be asked of a SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryCommand {
+    /// Add units; `restock_id` names the request for de-duplication.
+    Restock {
+        sku: Sku,
+        quantity: u64,
+        restock_id: String,
+    },
+    /// Set units aside for an order, or say there are too few.
+    Reserve {
+        sku: Sku,
+        order_id: OrderId,
+        quantity: Quantity,
+    },
+    /// Give an order's units back.
+    Release { sku: Sku, order_id: OrderId },
+}
+
+/// Why a SKU refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryRejection {
+    #[error("restock quantity must be between 1 and {MAX_STOCK} and keep stock at most {MAX_STOCK}")]
+    BadRestock,
+    #[error("order {0} holds no reservation on this SKU")]
+    NoReservation(OrderId),
+}
+
+/// The SKU's state machine.
+pub struct Inventory;
+
+impl Aggregate for Inventory {
+    type State = Stock;
+    type Event = InventoryEvent;
+    type Command = InventoryCommand;
+    type Rejection = InventoryRejection;
+
+    fn decide(stock: &Stock, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, InventoryRejection> {
+        match command {
+            InventoryCommand::Restock {
+                sku,
+                quantity,
+                restock_id,
+            } => {
+                let total = stock.available.saturating_add(stock.reserved).saturating_add(*quantity);
+                if *quantity == 0 || total > MAX_STOCK {
+                    return Err(InventoryRejection::BadRestock);
+                }
+                Ok(vec![InventoryEvent::Restocked {
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                    restock_id: restock_id.clone(),
+                    available: stock.available + quantity,
+                }])
+            }
+            InventoryCommand::Reserve {
+                sku,
+                order_id,
+                quantity,
+            } => {
+                if stock.orders.contains_key(order_id) {
+                    return Ok(Vec::new());
+                }
+                let wanted = u64::from(quantity.get());
+                Ok(vec![if stock.available >= wanted {
+                    InventoryEvent::Reserved {
+                        sku: sku.clone(),
+                        order_id: *order_id,
+                        quantity: *quantity,
+                        available: stock.available - wanted,
+                    }
+                } else {
+                    InventoryEvent::Rejected {
+                        sku: sku.clone(),
+                        order_id: *order_id,
+                        quantity: *quantity,
+                        available: stock.available,
+                    }
+                }])
+            }
+            InventoryCommand::Release { sku, order_id } => match stock.orders.get(order_id) {
+                Some(Settlement::Held(quantity)) => Ok(vec![InventoryEvent::Released {
+                    sku: sku.clone(),
+                    order_id: *order_id,
+                    quantity: *quantity,
+                    available: stock.available + u64::from(quantity.get()),
+                }]),
+                Some(Settlement::Released(_)) => Ok(Vec::new()),
+                Some(Settlement::Rejected) | None => Err(InventoryRejection::NoReservation(*order_id)),
+            },
+        }
+    }
+
+    fn evolve(mut stock: Stock, event: &InventoryEvent) -> Stock {
+        match event {
+            InventoryEvent::Restocked { quantity, .. } => {
+                stock.available = stock.available.saturating_add(*quantity);
+                stock.restocked = stock.restocked.saturating_add(*quantity);
+            }
+            InventoryEvent::Reserved { order_id, quantity, .. } => {
+                let q = u64::from(quantity.get());
+                // A journal only holds reservations that fitted; saturate
+                // rather than panic if one was written by hand.
+                stock.available = stock.available.saturating_sub(q);
+                stock.reserved += q;
+                stock.orders.insert(*order_id, Settlement::Held(*quantity));
+            }
+            InventoryEvent::Rejected { order_id, .. } => {
+                stock.orders.entry(*order_id).or_insert(Settlement::Rejected);
+            }
+            InventoryEvent::Released { order_id, .. } => {
+                if let Some(Settlement::Held(q)) = stock.orders.get(order_id).copied() {
+                    stock.available += u64::from(q.get());
+                    stock.reserved -= u64::from(q.get());
+                    stock.orders.insert(*order_id, Settlement::Released(q));
+                }
+            }
+        }
+        stock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sku() -> Sku {
+        Sku::parse("SKU-1").unwrap()
+    }
+
+    fn command(orders: Vec<OrderId>) -> impl Strategy<Value = InventoryCommand> {
+        let pick = proptest::sample::select(orders);
+        prop_oneof![
+            (0u64..20, "[a-z]{1,3}").prop_map(|(quantity, restock_id)| InventoryCommand::Restock {
+                sku: sku(),
+                quantity,
+                restock_id
+            }),
+            (pick.clone(), 1u32..8).prop_map(|(order_id, q)| InventoryCommand::Reserve {
+                sku: sku(),
+                order_id,
+                quantity: Quantity::new(q).unwrap(),
+            }),
+            pick.prop_map(|order_id| InventoryCommand::Release { sku: sku(), order_id }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn stock_is_never_negative_and_every_unit_is_accounted_for(
+            commands in proptest::collection::vec(command((0..6).map(|_| OrderId::random()).collect()), 0..60)
+        ) {
+            let mut stock = Stock::default();
+            let mut journal = Vec::new();
+            for c in &commands {
+                if let Ok(events) = Inventory::decide(&stock, c) {
+                    for e in events {
+                        // Every event states the level after it; it must agree with the fold.
+                        let after = Inventory::evolve(stock.clone(), &e);
+                        match &e {
+                            InventoryEvent::Restocked { available, .. }
+                            | InventoryEvent::Reserved { available, .. }
+                            | InventoryEvent::Rejected { available, .. }
+                            | InventoryEvent::Released { available, .. } => prop_assert_eq!(*available, after.available),
+                        }
+                        stock = after;
+                        journal.push(e);
+                    }
+                }
+                prop_assert_eq!(stock.available + stock.reserved, stock.restocked);
+            }
+            // Per order: at most one answer, and a release only of what was reserved, once.
+            let mut per_order: BTreeMap<OrderId, Vec<&'static str>> = BTreeMap::new();
+            for e in &journal {
+                if let Some(id) = schemas::wire::Event::order_id(e) {
+                    per_order.entry(id).or_default().push(schemas::wire::Event::event_type(e));
+                }
+            }
+            for (_, kinds) in per_order {
+                prop_assert!(kinds == ["reserved"] || kinds == ["rejected"] || kinds == ["reserved", "released"], "{:?}", kinds);
+            }
+            prop_assert_eq!(Inventory::replay(&journal), stock);
+        }
+    }
+
+    #[test]
+    fn releasing_what_was_never_reserved_is_refused() {
+        let id = OrderId::random();
+        assert_eq!(
+            Inventory::decide(
+                &Stock::default(),
+                &InventoryCommand::Release {
+                    sku: sku(),
+                    order_id: id
+                }
+            ),
+            Err(InventoryRejection::NoReservation(id))
+        );
+    }
+}

@@ -1,0 +1,271 @@
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use schemas::wire::Event;
+
+use super::*;
+
+fn skus() -> Vec<Sku> {
+    ["A", "B", "C"].iter().map(|s| Sku::parse(s).unwrap()).collect()
+}
+
+fn place(order_id: OrderId, n_lines: usize) -> OrderCommand {
+    OrderCommand::Place {
+        order_id,
+        customer_id: CustomerId::parse("alice").unwrap(),
+        lines: skus()
+            .into_iter()
+            .take(n_lines)
+            .map(|sku| Line {
+                sku,
+                quantity: Quantity::new(2).unwrap(),
+                unit_price: 150,
+            })
+            .collect(),
+        currency: Currency::default(),
+        payment_method: "tok_visa".into(),
+    }
+}
+
+fn any_command(order_id: OrderId) -> impl Strategy<Value = OrderCommand> {
+    let sku = proptest::sample::select(skus());
+    let q = Quantity::new(2).unwrap();
+    prop_oneof![
+        (1usize..=3).prop_map(move |n| place(order_id, n)),
+        Just(OrderCommand::Advance),
+        Just(OrderCommand::Cancel {
+            reason: "changed my mind".into()
+        }),
+        Just(OrderCommand::RecordPayment(PaymentReply::Authorized {
+            payment_id: "pay_1".into()
+        })),
+        Just(OrderCommand::RecordPayment(PaymentReply::Declined {
+            reason: "card declined".into()
+        })),
+        (sku.clone(), any::<bool>()).prop_map(move |(sku, ok)| OrderCommand::RecordStock {
+            sku,
+            reply: if ok {
+                StockReply::Reserved { quantity: q }
+            } else {
+                StockReply::Rejected {
+                    quantity: q,
+                    available: 1,
+                }
+            },
+        }),
+        Just(OrderCommand::RecordRefund {
+            refund_id: "ref_1".into()
+        }),
+        sku.prop_map(|sku| OrderCommand::RecordRelease { sku }),
+    ]
+}
+
+fn status(state: &OrderState) -> Option<OrderStatus> {
+    state.as_ref().map(Order::status)
+}
+
+fn allowed(from: Option<OrderStatus>, to: Option<OrderStatus>) -> bool {
+    use OrderStatus::*;
+    match (from, to) {
+        (None, None | Some(Pending)) => true,
+        (Some(a), Some(b)) if a == b => true,
+        (Some(Pending), Some(PaymentAuthorized | Compensating | Failed | Cancelled)) => true,
+        (Some(PaymentAuthorized), Some(StockReserved | Compensating)) => true,
+        (Some(StockReserved), Some(Completed | Compensating)) => true,
+        (Some(Compensating), Some(Failed | Cancelled)) => true,
+        _ => false,
+    }
+}
+
+/// Applies commands the way the actor shell does, checking every event.
+fn run(commands: &[OrderCommand]) -> Result<(OrderState, Vec<OrderEvent>), TestCaseError> {
+    let mut state: OrderState = None;
+    let mut journal: Vec<OrderEvent> = Vec::new();
+    for c in commands {
+        let Ok(events) = OrderSaga::decide(&state, c) else {
+            continue;
+        };
+        for e in events {
+            prop_assert!(
+                journal.iter().all(|j| j.outcome().is_none()),
+                "event {:?} after the end",
+                e
+            );
+            let next = OrderSaga::evolve(state.clone(), &e);
+            prop_assert!(
+                allowed(status(&state), status(&next)),
+                "{:?} -> {:?} by {:?}",
+                status(&state),
+                status(&next),
+                e
+            );
+            if let (Some(order), OrderEvent::Compensating { refund, release, .. }) = (&state, &e) {
+                // Refund exactly what was captured: the payment is authorized,
+                // or this very command brings the authorization.
+                let captured = order.payment == PaymentStep::Authorized
+                    || matches!(c, OrderCommand::RecordPayment(PaymentReply::Authorized { .. }));
+                prop_assert_eq!(refund.is_some(), captured);
+                for sku in release {
+                    prop_assert_eq!(order.stock.get(sku), Some(&StockStep::Reserved));
+                }
+            }
+            if let (Some(order), OrderEvent::Completed { .. }) = (&state, &e) {
+                prop_assert_eq!(&order.payment, &PaymentStep::Authorized);
+                prop_assert!(order
+                    .lines
+                    .iter()
+                    .all(|l| order.stock.get(&l.sku) == Some(&StockStep::Reserved)));
+                prop_assert!(order.cancel_requested.is_none());
+            }
+            if let (Some(order), OrderEvent::Cancelled { .. } | OrderEvent::Failed { .. }) = (&state, &e) {
+                // Nothing charged stays charged, nothing reserved stays reserved.
+                if let Some(c) = &order.compensation {
+                    prop_assert!(!c.refund_pending && c.release_pending.is_empty());
+                } else {
+                    prop_assert!(order.payment != PaymentStep::Authorized);
+                }
+            }
+            state = next;
+            journal.push(e);
+        }
+    }
+    Ok((state, journal))
+}
+
+proptest! {
+    #[test]
+    fn random_commands_keep_every_invariant(commands in proptest::collection::vec(any_command(OrderId::random()), 0..40)) {
+        let (state, journal) = run(&commands)?;
+        // Message ids are the dedup keys: two events sharing one would make
+        // the server drop the second as a duplicate.
+        let keys: BTreeSet<String> = journal.iter().map(Event::dedup_key).collect();
+        prop_assert_eq!(keys.len(), journal.len(), "{:?}", journal);
+        prop_assert!(journal.iter().filter(|e| e.outcome().is_some()).count() <= 1);
+        prop_assert_eq!(OrderSaga::replay(&journal), state);
+    }
+
+    /// A faithful world answers every request, sometimes twice, in any order,
+    /// and maybe a customer cancels: the saga always ends, compensated.
+    #[test]
+    fn a_faithful_world_always_ends_the_saga(
+        n_lines in 1usize..=3,
+        approve in any::<bool>(),
+        in_stock in proptest::collection::vec(any::<bool>(), 3),
+        cancel_at in proptest::option::of(0usize..12),
+        picks in proptest::collection::vec(any::<proptest::sample::Index>(), 64),
+    ) {
+        let id = OrderId::random();
+        let mut commands = vec![place(id, n_lines), OrderCommand::Advance];
+        let (_, mut journal) = run(&commands)?;
+        let mut inbox: Vec<OrderCommand> = Vec::new();
+        let mut answered = 0;
+        for (step, pick) in picks.iter().enumerate() {
+            // Replies to everything the journal asked for so far.
+            for e in &journal[answered..] {
+                match e {
+                    OrderEvent::PaymentRequested { .. } => inbox.push(OrderCommand::RecordPayment(if approve {
+                        PaymentReply::Authorized { payment_id: "pay".into() }
+                    } else {
+                        PaymentReply::Declined { reason: "no".into() }
+                    })),
+                    OrderEvent::StockRequested { lines, .. } => {
+                        for (i, l) in lines.iter().enumerate() {
+                            let reply = if in_stock[i] {
+                                StockReply::Reserved { quantity: l.quantity }
+                            } else {
+                                StockReply::Rejected { quantity: l.quantity, available: 0 }
+                            };
+                            inbox.push(OrderCommand::RecordStock { sku: l.sku.clone(), reply });
+                        }
+                    }
+                    OrderEvent::Compensating { refund, release, .. } => {
+                        if refund.is_some() {
+                            inbox.push(OrderCommand::RecordRefund { refund_id: "r".into() });
+                        }
+                        inbox.extend(release.iter().map(|sku| OrderCommand::RecordRelease { sku: sku.clone() }));
+                    }
+                    _ => {}
+                }
+            }
+            answered = journal.len();
+            if cancel_at == Some(step) {
+                inbox.push(OrderCommand::Cancel { reason: "customer".into() });
+            }
+            if inbox.is_empty() {
+                break;
+            }
+            let i = pick.index(inbox.len());
+            // Deliver, and half the time keep a copy: a duplicate delivery.
+            let c = if step % 2 == 0 { inbox[i].clone() } else { inbox.swap_remove(i) };
+            commands.push(c);
+            (_, journal) = run(&commands)?;
+        }
+        // Drain what is left, in order, each twice.
+        let rest: Vec<OrderCommand> = inbox.drain(..).flat_map(|c| [c.clone(), c]).collect();
+        commands.extend(rest);
+        let (mut state2, _) = run(&commands)?;
+        // Late replies to compensation requested by the drain.
+        for _ in 0..3 {
+            let Some(order) = &state2 else { break };
+            let Some(c) = &order.compensation else { break };
+            if c.refund_pending {
+                commands.push(OrderCommand::RecordRefund { refund_id: "r".into() });
+            }
+            commands.extend(c.release_pending.iter().map(|sku| OrderCommand::RecordRelease { sku: sku.clone() }));
+            (state2, _) = run(&commands)?;
+        }
+        let order = state2.expect("placed");
+        prop_assert!(order.status().is_terminal(), "stuck in {:?}: {:?}", order.status(), order);
+        let expected = match (approve, in_stock[..n_lines].iter().all(|s| *s)) {
+            _ if order.cancel_requested.is_some() => order.status() == OrderStatus::Cancelled,
+            (false, _) => order.status() == OrderStatus::Failed,
+            (true, false) => order.status() == OrderStatus::Cancelled,
+            (true, true) => order.status() == OrderStatus::Completed,
+        };
+        prop_assert!(expected, "{:?}", order);
+    }
+}
+
+#[test]
+fn placing_twice_is_refused() {
+    let id = OrderId::random();
+    let state = OrderSaga::replay(&OrderSaga::decide(&None, &place(id, 1)).unwrap());
+    assert_eq!(
+        OrderSaga::decide(&state, &place(id, 1)),
+        Err(OrderRejection::AlreadyPlaced)
+    );
+}
+
+#[test]
+fn duplicate_skus_and_empty_orders_name_the_field() {
+    let id = OrderId::random();
+    let mut bad = place(id, 2);
+    if let OrderCommand::Place { lines, .. } = &mut bad {
+        lines[1].sku = lines[0].sku.clone();
+    }
+    assert!(
+        matches!(OrderSaga::decide(&None, &bad), Err(OrderRejection::Invalid { field, .. }) if field == "items[1].sku")
+    );
+    let mut empty = place(id, 1);
+    if let OrderCommand::Place { lines, .. } = &mut empty {
+        lines.clear();
+    }
+    assert!(matches!(OrderSaga::decide(&None, &empty), Err(OrderRejection::Invalid { field, .. }) if field == "items"));
+}
+
+#[test]
+fn cancelling_an_ended_order_is_refused() {
+    let id = OrderId::random();
+    let mut journal = OrderSaga::decide(&None, &place(id, 1)).unwrap();
+    let state = OrderSaga::replay(&journal);
+    journal.extend(OrderSaga::decide(&state, &OrderCommand::Advance).unwrap());
+    let state = OrderSaga::replay(&journal);
+    let declined = OrderCommand::RecordPayment(PaymentReply::Declined { reason: "no".into() });
+    journal.extend(OrderSaga::decide(&state, &declined).unwrap());
+    let state = OrderSaga::replay(&journal);
+    assert_eq!(status(&state), Some(OrderStatus::Failed));
+    assert_eq!(
+        OrderSaga::decide(&state, &OrderCommand::Cancel { reason: "x".into() }),
+        Err(OrderRejection::AlreadyEnded(Outcome::Failed))
+    );
+}

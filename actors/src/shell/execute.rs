@@ -1,0 +1,166 @@
+//! The decide → append → (conflict? reload, re-decide) loop, shared by the
+//! entity actors and by HTTP handlers that write directly.
+
+use schemas::subjects::EntityRef;
+
+use super::Behavior;
+use crate::journal::{Cause, Journal, JournalError, Journaled};
+use crate::Aggregate;
+
+/// How often one input re-decides after losing a race before giving up
+/// (and letting the input be redelivered later).
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// What a step can fail with, and so what becomes of the input that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// Worth retrying later: the input is nak'ed with a delay.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed: the input is terminated and dead-lettered.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<JournalError> for StepError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Conflict | JournalError::Unavailable(_) => Self::Transient(e.to_string()),
+            JournalError::Corrupt { .. } => Self::Permanent(e.to_string()),
+        }
+    }
+}
+
+/// What one input did to an entity.
+#[derive(Debug)]
+pub enum Executed<A: Aggregate> {
+    /// These events were appended (none: the input was already handled).
+    Appended(Vec<A::Event>),
+    /// The state machine refused the command.
+    Rejected(A::Rejection),
+}
+
+/// An entity's state as far as this process has read its journal.
+#[derive(Debug, Clone)]
+pub struct Cached<A: Aggregate> {
+    /// The folded state.
+    pub state: A::State,
+    /// The sequence of the last event folded in (0: none).
+    pub last_seq: u64,
+    /// False until the journal was read once; before that `state` is only
+    /// a guess that the entity is new, which optimistic concurrency checks.
+    pub loaded: bool,
+}
+
+impl<A: Aggregate> Default for Cached<A> {
+    fn default() -> Self {
+        Self {
+            state: A::State::default(),
+            last_seq: 0,
+            loaded: false,
+        }
+    }
+}
+
+impl<A: Aggregate> Cached<A> {
+    /// A cache that starts from an entity's first event, already in hand.
+    pub fn from_first(first: &Journaled<A::Event>) -> Self {
+        Self {
+            state: A::evolve(A::State::default(), &first.event),
+            last_seq: first.seq,
+            loaded: true,
+        }
+    }
+
+    /// Folds in whatever the journal holds after `last_seq`.
+    pub async fn catch_up<J: Journal>(&mut self, journal: &J, entity: &EntityRef) -> Result<(), JournalError> {
+        for Journaled { seq, event } in journal.load::<A::Event>(entity, self.last_seq).await? {
+            self.state = A::evolve(std::mem::take(&mut self.state), &event);
+            self.last_seq = seq;
+        }
+        self.loaded = true;
+        Ok(())
+    }
+}
+
+/// Runs one input against an entity until its events are stored.
+///
+/// Appends carry the cache's `last_seq` as the expected last subject
+/// sequence: if anyone appended since, the server refuses, we reload and
+/// decide again, so a stale or duplicate writer never overwrites history.
+pub async fn execute<B, J>(
+    behavior: &B,
+    journal: &J,
+    entity: &EntityRef,
+    cache: &mut Cached<B::Aggregate>,
+    intent: &B::Intent,
+    cause: &Cause,
+) -> Result<Executed<B::Aggregate>, StepError>
+where
+    B: Behavior,
+    J: Journal,
+{
+    if !cache.loaded && behavior.needs_history(intent) {
+        cache.catch_up(journal, entity).await?;
+    }
+    // Whether the cache was read from the journal during this call. Any
+    // writer may have appended since the actor last looked (an HTTP cancel,
+    // a twin node), so "nothing to do" and "refused" are only believed once
+    // the cache is known to be current; appends need no such check, OCC does it.
+    let mut fresh = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let decision = match behavior.command(entity, &cache.state, intent).await? {
+            Some(command) => B::Aggregate::decide(&cache.state, &command),
+            None => Ok(Vec::new()),
+        };
+        let events = match decision {
+            Ok(events) if !events.is_empty() => events,
+            _ if !fresh => {
+                let before = cache.last_seq;
+                cache.catch_up(journal, entity).await?;
+                fresh = true;
+                if cache.last_seq != before {
+                    continue;
+                }
+                match decision {
+                    Ok(_) => return Ok(Executed::Appended(Vec::new())),
+                    Err(rejection) => return Ok(Executed::Rejected(rejection)),
+                }
+            }
+            Ok(_) => return Ok(Executed::Appended(Vec::new())),
+            Err(rejection) => return Ok(Executed::Rejected(rejection)),
+        };
+        let mut appended = Vec::with_capacity(events.len());
+        let mut stale = false;
+        for event in events {
+            match journal.append(entity, cache.last_seq, &event, cause).await {
+                Ok(a) if !a.duplicate => {
+                    cache.state = B::Aggregate::evolve(std::mem::take(&mut cache.state), &event);
+                    cache.last_seq = a.seq;
+                    appended.push(event);
+                }
+                // A duplicate means our copy is behind the journal: the
+                // event was stored before, by us or by a twin.
+                Ok(_) | Err(JournalError::Conflict) => {
+                    stale = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !stale {
+            cache.loaded = true;
+            return Ok(Executed::Appended(appended));
+        }
+        cache.catch_up(journal, entity).await?;
+        fresh = true;
+        if !appended.is_empty() {
+            // Part of the decision landed; the rest is re-decided from the
+            // reloaded state, which knows what is still missing.
+            tracing::debug!(%entity, "re-deciding the rest after a concurrent append");
+        }
+    }
+    Err(StepError::Transient(format!(
+        "{entity}: still losing races after {MAX_ATTEMPTS} attempts"
+    )))
+}

@@ -1,0 +1,69 @@
+//! The headers around every MessagePack body, and reading them back.
+
+use actors::journal::Cause;
+use async_nats::header::HeaderMap;
+use schemas::headers as h;
+use schemas::subjects::{EntityKind, EntityRef};
+use schemas::wire::{self, Event, WireError};
+use schemas::OrderId;
+
+/// The `Nats-Msg-Id` of `event` in `entity`'s journal: it names the cause,
+/// so re-deciding the same step yields the same id (invariant 3).
+pub fn message_id<E: Event>(entity: &EntityRef, event: &E) -> String {
+    format!("{}:{}:{}", entity.kind.space(), entity.id, event.dedup_key())
+}
+
+/// The order an event concerns, for the `Order-Id` header.
+pub fn order_of<E: Event>(entity: &EntityRef, event: &E) -> Option<String> {
+    match entity.kind {
+        EntityKind::Order | EntityKind::Payment | EntityKind::Notification => Some(entity.id.clone()),
+        EntityKind::Inventory => event.order_id().map(|id: OrderId| id.to_string()),
+    }
+}
+
+/// Every header of an append: readable metadata, dedup id and the
+/// optimistic-concurrency check scoped to the entity's whole journal.
+pub fn append_headers<E: Event>(entity: &EntityRef, event: &E, expected_last_seq: u64, cause: &Cause) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(h::NATS_MSG_ID, message_id(entity, event).as_str());
+    headers.insert(
+        h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        expected_last_seq.to_string().as_str(),
+    );
+    headers.insert(
+        h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+        entity.journal_filter().as_str(),
+    );
+    headers.insert(h::EVENT_TYPE, event.event_type());
+    headers.insert(h::SCHEMA_VERSION, wire::CURRENT_SCHEMA_VERSION.to_string().as_str());
+    headers.insert(h::CONTENT_TYPE, h::MSGPACK);
+    if let Some(order) = order_of(entity, event) {
+        headers.insert(h::ORDER_ID, order.as_str());
+    }
+    if let Some(id) = &cause.message_id {
+        headers.insert(h::CAUSATION_ID, id.as_str());
+    }
+    if let Some(tp) = &cause.traceparent {
+        headers.insert(h::TRACEPARENT, tp.as_str());
+    }
+    headers
+}
+
+/// One header's value as text.
+pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    headers?.get(name).map(|v| v.as_str())
+}
+
+/// Decodes a body after checking its schema version is readable.
+pub fn decode<E: Event>(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<E, WireError> {
+    let version = wire::parse_schema_version(header(headers, h::SCHEMA_VERSION))?;
+    wire::decode(version, payload)
+}
+
+/// The context an input hands on to the events it causes.
+pub fn cause_of(headers: Option<&HeaderMap>) -> Cause {
+    Cause {
+        message_id: header(headers, h::NATS_MSG_ID).map(str::to_owned),
+        traceparent: header(headers, h::TRACEPARENT).map(str::to_owned),
+    }
+}

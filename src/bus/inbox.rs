@@ -1,0 +1,132 @@
+//! A durable pull consumer feeding actors: many messages in flight across
+//! entities, each acked only after the events it caused are stored.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::{AckKind, Message};
+use async_nats::jetstream::Context;
+use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
+use tokio::sync::{watch, Semaphore};
+
+use super::topology::Inbox;
+use crate::config::ConsumerConfig;
+
+/// What became of one message, and so how it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Retry later: nak with a delay (a plain nak would redeliver at once).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Never retry: terminate, so the server's advisory dead-letters it.
+    #[error("poison: {0}")]
+    Poison(String),
+}
+
+impl From<actors::shell::StepError> for Failure {
+    fn from(e: actors::shell::StepError) -> Self {
+        match e {
+            actors::shell::StepError::Transient(m) => Self::Transient(m),
+            actors::shell::StepError::Permanent(m) => Self::Poison(m),
+        }
+    }
+}
+
+/// Handles one delivered message; must be idempotent, since any message may come twice.
+pub trait Handler: Send + Sync + 'static {
+    /// Does what the message asks, returning once its effects are stored.
+    fn handle(&self, message: &Message) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// Consumes `inbox` until `stop` turns true, then waits for messages in flight.
+pub async fn run<H: Handler>(
+    js: Context,
+    inbox: Inbox,
+    handler: Arc<H>,
+    config: ConsumerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let stream = inbox.source.stream();
+    'consume: while !*stop.borrow() {
+        let bind = || async { js.get_consumer_from_stream::<_, _, _>(inbox.name, stream).await };
+        let consumer: PullConsumer = match bind
+            .retry(
+                ExponentialBuilder::default()
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(10),
+            )
+            .notify(|e, wait| tracing::warn!(consumer = inbox.name, stream, error = %e, ?wait, "binding consumer"))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(consumer = inbox.name, stream, error = %e, "consumer unavailable; trying again");
+                continue;
+            }
+        };
+        // Heartbeats detect a pull that went quiet after a reconnect; the
+        // stream then errors and the loop re-creates it.
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(config.max_in_flight.clamp(1, 256))
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(consumer = inbox.name, stream, error = %e, "could not start pulling; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = stop.changed() => break 'consume,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        break 'consume;
+                    };
+                    let handler = handler.clone();
+                    let nak_delay = config.nak_delay;
+                    tokio::spawn(async move {
+                        settle(inbox.name, &message, handler.handle(&message).await, nak_delay).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = inbox.name, stream, error = %e, "pull interrupted; re-creating it");
+                    continue 'consume;
+                }
+                None => continue 'consume,
+            }
+        }
+    }
+    // Let every message in flight finish and be acked before returning.
+    let _ = in_flight.acquire_many(config.max_in_flight.max(1) as u32).await;
+}
+
+async fn settle(consumer: &str, message: &Message, outcome: Result<(), Failure>, nak_delay: Duration) {
+    let kind = match &outcome {
+        Ok(()) => AckKind::Ack,
+        Err(Failure::Transient(reason)) => {
+            tracing::info!(consumer, subject = %message.subject, %reason, "retrying later");
+            AckKind::Nak(Some(nak_delay))
+        }
+        Err(Failure::Poison(reason)) => {
+            tracing::error!(consumer, subject = %message.subject, %reason, "terminating poison message");
+            AckKind::Term
+        }
+    };
+    // A lost ack means one more delivery, which message ids and OCC make harmless.
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(consumer, subject = %message.subject, error = %e, "ack not sent; the message will be redelivered");
+    }
+}

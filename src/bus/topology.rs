@@ -1,0 +1,161 @@
+//! The streams and durable consumers, created idempotently at start-up and
+//! by `orderflow setup`. Each setting names the trap it avoids (DESIGN.md).
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::Context;
+use schemas::subjects::EntityKind;
+
+use crate::config::Config;
+
+/// Why the topology could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        source: async_nats::jetstream::context::CreateStreamError,
+    },
+    #[error("consumer {stream}/{consumer}: {source}")]
+    Consumer {
+        stream: &'static str,
+        consumer: &'static str,
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+}
+
+/// One durable consumer: which stream, under what name, which event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbox {
+    /// The kind whose stream is read.
+    pub source: EntityKind,
+    /// The durable name; one per role, so `nats consumer info` reads like the flow.
+    pub name: &'static str,
+    /// The event types delivered.
+    pub event_types: &'static [&'static str],
+}
+
+impl Inbox {
+    /// The consumer's subject filters, e.g. `orders.*.placed`.
+    pub fn filters(&self) -> Vec<String> {
+        self.event_types.iter().map(|t| self.source.event_filter(t)).collect()
+    }
+}
+
+/// The order saga hears its own starts and cancels.
+pub const ORDER_STARTS: Inbox = Inbox {
+    source: EntityKind::Order,
+    name: "order-saga",
+    event_types: &["placed", "cancel_requested"],
+};
+/// The order saga hears payment answers.
+pub const ORDER_PAYMENT_REPLIES: Inbox = Inbox {
+    source: EntityKind::Payment,
+    name: "order-saga",
+    event_types: &["authorized", "declined", "refunded"],
+};
+/// The order saga hears stock answers.
+pub const ORDER_STOCK_REPLIES: Inbox = Inbox {
+    source: EntityKind::Inventory,
+    name: "order-saga",
+    event_types: &["reserved", "rejected", "released"],
+};
+/// Payments hear charge and refund requests.
+pub const PAYMENT_REQUESTS: Inbox = Inbox {
+    source: EntityKind::Order,
+    name: "payments",
+    event_types: &["payment_requested", "compensating"],
+};
+/// SKUs hear reservation and release requests.
+pub const STOCK_REQUESTS: Inbox = Inbox {
+    source: EntityKind::Order,
+    name: "inventory",
+    event_types: &["stock_requested", "compensating"],
+};
+/// Notifications hear order endings.
+pub const ORDER_ENDINGS: Inbox = Inbox {
+    source: EntityKind::Order,
+    name: "notifications",
+    event_types: &["completed", "failed", "cancelled"],
+};
+
+/// Every inbox a node runs.
+pub const INBOXES: [Inbox; 6] = [
+    ORDER_STARTS,
+    ORDER_PAYMENT_REPLIES,
+    ORDER_STOCK_REPLIES,
+    PAYMENT_REQUESTS,
+    STOCK_REQUESTS,
+    ORDER_ENDINGS,
+];
+
+/// The configuration of one entity kind's stream.
+pub fn stream_config(kind: EntityKind, config: &Config) -> stream::Config {
+    stream::Config {
+        name: kind.stream().to_owned(),
+        subjects: vec![kind.stream_subjects()],
+        // Limits, not WorkQueue or Interest: a message that is dead-lettered
+        // must still be here for an operator to inspect and replay.
+        retention: RetentionPolicy::Limits,
+        max_age: config.nats.max_age,
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        num_replicas: config.nats.replicas,
+        // Redelivered inputs re-publish the same Nats-Msg-Id; the server
+        // drops the copy inside this window (invariant 3).
+        duplicate_window: config.nats.duplicate_window,
+        // Direct get serves journal replay and lets operators fetch any
+        // message by sequence (`nats stream get`).
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The configuration of one durable inbox.
+pub fn consumer_config(inbox: &Inbox, config: &Config) -> pull::Config {
+    let c = &config.consumers;
+    pull::Config {
+        durable_name: Some(inbox.name.to_owned()),
+        description: Some(format!("orderflow {} <- {}", inbox.name, inbox.source.stream())),
+        filter_subjects: inbox.filters(),
+        deliver_policy: DeliverPolicy::All,
+        // Ack after effect (invariant 4): a message is done only when the
+        // events it caused are stored.
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: c.ack_wait,
+        // MaxDeliver bounds poison; BackOff applies to ack timeouts only (a
+        // Nak carries its own delay), and its first value replaces AckWait.
+        max_deliver: c.max_deliver,
+        backoff: c.backoff.iter().map(|d| **d).collect(),
+        max_ack_pending: i64::try_from(c.max_in_flight).unwrap_or(i64::MAX),
+        // No inactive_threshold: the server would delete a durable that
+        // looked idle, and the node depends on it.
+        inactive_threshold: std::time::Duration::ZERO,
+        ..Default::default()
+    }
+}
+
+/// Creates or updates every stream and consumer; safe to run any number of times.
+pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> {
+    for kind in EntityKind::ALL {
+        let stream_name = kind.stream();
+        js.create_or_update_stream(stream_config(kind, config))
+            .await
+            .map_err(|source| TopologyError::Stream {
+                stream: stream_name,
+                source,
+            })?;
+    }
+    for inbox in &INBOXES {
+        let stream_name = inbox.source.stream();
+        js.create_consumer_on_stream(consumer_config(inbox, config), stream_name)
+            .await
+            .map_err(|source| TopologyError::Consumer {
+                stream: stream_name,
+                consumer: inbox.name,
+                source,
+            })?;
+    }
+    Ok(())
+}

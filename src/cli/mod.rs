@@ -1,0 +1,96 @@
+//! The `orderflow` command line.
+
+mod client;
+mod tail;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::node::Node;
+
+/// orderflow: an order saga engine on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// A TOML configuration file (see orderflow.example.toml); ORDERFLOW_* variables override it.
+    #[arg(long, short, global = true, env = "ORDERFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: streams, actors, consumers and the HTTP API.
+    Serve,
+    /// Create or update the streams and consumers, then exit.
+    Setup,
+    /// Read events from the streams.
+    Events {
+        #[command(subcommand)]
+        command: tail::EventsCommand,
+    },
+    /// Place and read orders through a node's HTTP API.
+    Order {
+        #[command(subcommand)]
+        command: client::OrderCommand,
+    },
+    /// Restock and read SKUs through a node's HTTP API.
+    Sku {
+        #[command(subcommand)]
+        command: client::SkuCommand,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Setup => {
+            let client = crate::bus::connect(&config.nats.url)
+                .await
+                .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+            crate::bus::topology::ensure(&async_nats::jetstream::new(client), &config).await?;
+            println!("streams and consumers are in place on {}", config.nats.url);
+            Ok(())
+        }
+        Command::Events { command } => tail::run(command, &config).await,
+        Command::Order { command } => client::order(command).await,
+        Command::Sku { command } => client::sku(command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let node = Node::start(config).await?;
+    println!("orderflow listening on http://{}", node.http_addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,160 @@
+//! Configuration: built-in defaults ← an optional TOML file ← environment
+//! variables `ORDERFLOW_<SECTION>__<KEY>` (e.g. `ORDERFLOW_NATS__URL`).
+//! Every setting is listed, with its default, in `orderflow.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything a node can be told.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The broker and the streams.
+    pub nats: NatsConfig,
+    /// The HTTP facade.
+    pub http: HttpConfig,
+    /// The durable consumers that feed the actors.
+    pub consumers: ConsumerConfig,
+    /// The entity actors.
+    pub actors: ActorConfig,
+    /// The simulated payment provider.
+    pub gateway: GatewayConfig,
+}
+
+/// The broker and the streams.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Stream replicas: 1 on a single server, 3 in a cluster.
+    pub replicas: usize,
+    /// How long events are kept. Limits retention, never WorkQueue: a
+    /// dead-lettered message must still be in its stream to be inspected.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// The server's de-duplication window for `Nats-Msg-Id`.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+/// The HTTP facade.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// The longest `?wait=` a client may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+/// The durable consumers that feed the actors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Deliveries before a message is given up and dead-lettered.
+    pub max_deliver: i64,
+    /// How long the server waits for an ack before redelivering.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Redelivery delays after ack timeouts (the first replaces `ack_wait`).
+    pub backoff: Vec<humantime_serde::Serde<Duration>>,
+    /// The delay asked for when a step fails transiently.
+    #[serde(with = "humantime_serde")]
+    pub nak_delay: Duration,
+    /// Messages in flight per consumer; also the server's `max_ack_pending`.
+    pub max_in_flight: usize,
+}
+
+/// The entity actors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActorConfig {
+    /// How long a consumer waits for an actor to handle one input.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+/// The simulated payment provider's rules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Charges above this many minor units are declined.
+    pub decline_above: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            replicas: 1,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_wait: Duration::from_secs(30),
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_deliver: 10,
+            ack_wait: Duration::from_secs(30),
+            backoff: Vec::new(),
+            nak_delay: Duration::from_millis(500),
+            max_in_flight: 512,
+        }
+    }
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            decline_above: 1_000_000,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Defaults, then `file` if given, then `ORDERFLOW_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("ORDERFLOW_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+}

@@ -1,0 +1,59 @@
+//! The simulated payment provider: deterministic rules, so tests and demos
+//! can choose an outcome, and idempotent by construction, like a real one.
+
+use actors::payment::{ChargeResult, Gateway, GatewayError};
+use schemas::{Money, OrderId};
+
+use crate::config::GatewayConfig;
+
+/// The documented test token that every charge declines.
+pub const DECLINING_TOKEN: &str = "tok_decline";
+
+/// A provider that answers from rules instead of a bank.
+///
+/// - a charge with [`DECLINING_TOKEN`] is declined ("card declined");
+/// - a charge above `decline_above` minor units is declined ("amount over limit");
+/// - anything else is approved.
+///
+/// Payment and refund ids derive from the order id (the idempotency key),
+/// so repeating a call returns the same answer, across restarts too.
+#[derive(Debug, Clone)]
+pub struct SimulatedGateway {
+    decline_above: u64,
+}
+
+impl SimulatedGateway {
+    /// A provider applying `config`'s rules.
+    pub fn new(config: &GatewayConfig) -> Self {
+        Self {
+            decline_above: config.decline_above,
+        }
+    }
+}
+
+impl Gateway for SimulatedGateway {
+    async fn charge(
+        &self,
+        order_id: OrderId,
+        amount: &Money,
+        payment_method: &str,
+    ) -> Result<ChargeResult, GatewayError> {
+        Ok(if payment_method == DECLINING_TOKEN {
+            ChargeResult::Declined {
+                reason: "card declined".into(),
+            }
+        } else if amount.minor > self.decline_above {
+            ChargeResult::Declined {
+                reason: format!("amount {amount} over the limit"),
+            }
+        } else {
+            ChargeResult::Approved {
+                payment_id: format!("pay_{}", order_id.as_uuid().simple()),
+            }
+        })
+    }
+
+    async fn refund(&self, order_id: OrderId, _payment_id: &str, _amount: &Money) -> Result<String, GatewayError> {
+        Ok(format!("re_{}", order_id.as_uuid().simple()))
+    }
+}

@@ -1,0 +1,48 @@
+//! The HTTP facade under `/api/v1`, plus health endpoints.
+
+pub mod health;
+pub mod orders;
+pub mod problem;
+pub mod skus;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::bus::journal::NatsJournal;
+use crate::config::Config;
+use problem::Problem;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node's configuration.
+    pub config: Arc<Config>,
+    /// The journals, for reads and direct writes.
+    pub journal: Arc<NatsJournal>,
+    /// The core connection, for waiting on subjects.
+    pub client: async_nats::Client,
+    /// JetStream, for readiness.
+    pub js: async_nats::jetstream::Context,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.http.body_limit;
+    Router::new()
+        .route("/api/v1/orders", post(orders::place))
+        .route("/api/v1/orders/{id}", get(orders::get))
+        .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
+        .route("/api/v1/skus/{sku}", get(skus::get))
+        .route("/api/v1/skus/{sku}/restock", post(skus::restock))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { Problem::not_found("no such resource") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

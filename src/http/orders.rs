@@ -1,0 +1,323 @@
+//! `/api/v1/orders`: place, read (and wait for), cancel.
+
+use std::time::Duration;
+
+use actors::journal::Cause;
+use actors::order::{OrderCommand, OrderRejection, OrderSaga};
+use actors::shell::{execute, Cached, Executed, Pure};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::StreamExt;
+use schemas::order::Line;
+use schemas::subjects::EntityRef;
+use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::problem::{parse_json, FieldError, Problem};
+use super::views::{self, OrderView};
+use super::AppState;
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The body of `POST /api/v1/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderBody {
+    /// Who orders.
+    pub customer_id: String,
+    /// What.
+    pub items: Vec<ItemBody>,
+    /// ISO 4217; EUR if absent.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// A tokenised payment method (`tok_decline` always declines).
+    pub payment_method: String,
+}
+
+/// One item of [`PlaceOrderBody`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    /// Which SKU.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+    /// Price of one, in minor units.
+    pub unit_price: u64,
+}
+
+/// `?wait=5s`: hold the answer until the order ends, or this long.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn duration(&self, max: Duration) -> Result<Option<Duration>, Problem> {
+        let Some(raw) = &self.wait else { return Ok(None) };
+        let d = humantime::parse_duration(raw)
+            .map_err(|e| Problem::invalid_field("wait", format!("{e} (use e.g. 5s or 500ms)")))?;
+        if d > max {
+            return Err(Problem::invalid_field(
+                "wait",
+                format!("at most {}", humantime::format_duration(max)),
+            ));
+        }
+        Ok(Some(d))
+    }
+}
+
+fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<OrderCommand, Problem> {
+    let mut errors = Vec::new();
+    let mut err = |field: String, message: String| errors.push(FieldError { field, message });
+    let customer_id = CustomerId::parse(&body.customer_id)
+        .map_err(|e| err("customer_id".into(), e.to_string()))
+        .ok();
+    let currency = match &body.currency {
+        None => Some(Currency::default()),
+        Some(c) => Currency::parse(c)
+            .map_err(|e| err("currency".into(), e.to_string()))
+            .ok(),
+    };
+    if body.payment_method.is_empty() || body.payment_method.len() > 128 {
+        err("payment_method".into(), "must be 1 to 128 characters".into());
+    }
+    let mut lines = Vec::new();
+    for (i, item) in body.items.iter().enumerate() {
+        let sku = Sku::parse(&item.sku)
+            .map_err(|e| err(format!("items[{i}].sku"), e.to_string()))
+            .ok();
+        let quantity = Quantity::new(item.quantity)
+            .map_err(|e| err(format!("items[{i}].quantity"), e.to_string()))
+            .ok();
+        if let (Some(sku), Some(quantity)) = (sku, quantity) {
+            lines.push(Line {
+                sku,
+                quantity,
+                unit_price: item.unit_price,
+            });
+        }
+    }
+    let (Some(customer_id), Some(currency), true) = (customer_id, currency, errors.is_empty()) else {
+        return Err(Problem::invalid(errors));
+    };
+    let order_id = match key {
+        Some(key) => OrderId::from_idempotency_key(&customer_id, key),
+        None => OrderId::random(),
+    };
+    Ok(OrderCommand::Place {
+        order_id,
+        customer_id,
+        lines,
+        currency,
+        payment_method: body.payment_method,
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            Problem::invalid_field(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+            )
+        })?;
+    Ok(Some(key))
+}
+
+/// The trace context a request carries into the saga.
+pub fn cause_of(headers: &HeaderMap) -> Cause {
+    Cause {
+        message_id: None,
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// `POST /api/v1/orders`: 201 with the new order, or 200 with the order an
+/// `Idempotency-Key` already created; never a second order for one key.
+pub async fn place(
+    State(app): State<AppState>,
+    Query(wait): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let wait = wait.duration(app.config.http.max_wait)?;
+    let key = idempotency_key(&headers)?;
+    let command = parse_body(parse_json(&body)?, key)?;
+    let OrderCommand::Place { order_id, .. } = &command else {
+        unreachable!("parse_body builds a Place")
+    };
+    let order_id = *order_id;
+    let entity = EntityRef::order(order_id);
+    let mut cache = Cached::<OrderSaga>::default();
+    let behavior = Pure::<OrderSaga>::default();
+    let status = match execute(
+        &behavior,
+        &*app.journal,
+        &entity,
+        &mut cache,
+        &command,
+        &cause_of(&headers),
+    )
+    .await?
+    {
+        Executed::Appended(_) => StatusCode::CREATED,
+        Executed::Rejected(OrderRejection::AlreadyPlaced) => {
+            if !same_request(&cache, &command) {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-reused",
+                    "Idempotency key reused",
+                    format!("key already placed order {order_id} with a different request"),
+                ));
+            }
+            StatusCode::OK
+        }
+        Executed::Rejected(OrderRejection::Invalid { field, reason }) => {
+            return Err(Problem::invalid_field(field, reason));
+        }
+        Executed::Rejected(other) => return Err(Problem::unavailable(other.to_string())),
+    };
+    let view = read(&app, order_id, wait).await?;
+    Ok((status, [("location", format!("/api/v1/orders/{order_id}"))], Json(view)).into_response())
+}
+
+/// Whether the order already placed under a key is what this request asks.
+fn same_request(cache: &Cached<OrderSaga>, command: &OrderCommand) -> bool {
+    let (
+        Some(order),
+        OrderCommand::Place {
+            customer_id,
+            lines,
+            currency,
+            payment_method,
+            ..
+        },
+    ) = (&cache.state, command)
+    else {
+        return false;
+    };
+    &order.customer_id == customer_id
+        && &order.lines == lines
+        && &order.currency == currency
+        && &order.payment_method == payment_method
+}
+
+/// `GET /api/v1/orders/{id}[?wait=5s]`.
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(wait): Query<WaitQuery>,
+) -> Result<Json<OrderView>, Problem> {
+    let wait = wait.duration(app.config.http.max_wait)?;
+    let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
+    Ok(Json(read(&app, order_id, wait).await?))
+}
+
+/// The body of `POST /api/v1/orders/{id}/cancel`; may be empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/orders/{id}/cancel`: 202 once the request is journaled;
+/// the saga undoes what it did and ends CANCELLED (`?wait=` to see it).
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(wait): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let wait = wait.duration(app.config.http.max_wait)?;
+    let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
+    let body: CancelBody = if body.is_empty() {
+        CancelBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let reason = body.reason.unwrap_or_else(|| "cancelled by customer".into());
+    if reason.len() > 500 {
+        return Err(Problem::invalid_field("reason", "at most 500 characters"));
+    }
+    let entity = EntityRef::order(order_id);
+    let mut cache = Cached::<OrderSaga>::default();
+    let command = OrderCommand::Cancel { reason };
+    match execute(
+        &Pure::<OrderSaga>::default(),
+        &*app.journal,
+        &entity,
+        &mut cache,
+        &command,
+        &cause_of(&headers),
+    )
+    .await?
+    {
+        Executed::Appended(_) => {}
+        Executed::Rejected(OrderRejection::NotPlaced) => {
+            return Err(Problem::not_found(format!("no order {order_id}")))
+        }
+        Executed::Rejected(OrderRejection::AlreadyEnded(outcome)) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "order-ended",
+                "Order already ended",
+                format!("order {order_id} already ended as {}", outcome.event_type()),
+            ));
+        }
+        Executed::Rejected(other) => return Err(Problem::unavailable(other.to_string())),
+    }
+    let view = read(&app, order_id, wait).await?;
+    let status = if view.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+/// Reads an order, first waiting up to `wait` for it to end.
+async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Result<OrderView, Problem> {
+    let Some(wait) = wait else {
+        return views::order(&app.journal, order_id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no order {order_id}")));
+    };
+    let deadline = Instant::now() + wait;
+    // Subscribe before reading, so an ending published in between is not missed.
+    let mut events = app
+        .client
+        .subscribe(EntityRef::order(order_id).journal_filter())
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    app.client
+        .flush()
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    loop {
+        let view = views::order(&app.journal, order_id).await?;
+        match view {
+            Some(v) if v.is_terminal() || Instant::now() >= deadline => return Ok(v),
+            None if Instant::now() >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
+            _ => {}
+        }
+        // Any new event of this order re-reads the journal; a terminal one ends the wait.
+        let _ = tokio::time::timeout_at(deadline, events.next()).await;
+    }
+}

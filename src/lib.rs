@@ -1,0 +1,10 @@
+//! The orderflow node: configuration, wiring, the JetStream bus, the HTTP
+//! facade and the command line. The saga itself lives in the `actors` crate.
+
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod node;
+pub mod saga;

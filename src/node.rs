@@ -1,0 +1,79 @@
+//! One orderflow node: topology, actors, inboxes and the HTTP facade, wired.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bus::journal::NatsJournal;
+use crate::bus::{self, topology};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::saga::{self, Actors};
+
+/// A running node.
+pub struct Node {
+    /// Where the HTTP facade listens.
+    pub http_addr: SocketAddr,
+    /// The live actors, for inspection.
+    pub actors: Arc<Actors>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Node {
+    /// Connects, ensures the topology, and starts the actors, the inboxes and HTTP.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let client = bus::connect(&config.nats.url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+        let js = async_nats::jetstream::new(client.clone());
+        topology::ensure(&js, &config)
+            .await
+            .context("creating streams and consumers")?;
+        let journal = Arc::new(NatsJournal::open(js.clone()).await.context("opening the journals")?);
+        let actors = Arc::new(
+            Actors::start(journal.clone(), &config)
+                .await
+                .context("starting actors")?,
+        );
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = saga::spawn_inboxes(&js, &actors, &config, &stopped);
+
+        let listener = TcpListener::bind(config.http.addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
+        let http_addr = listener.local_addr().context("reading the HTTP address")?;
+        let app = http::router(AppState {
+            config: Arc::new(config),
+            journal,
+            client,
+            js,
+        });
+        let mut http_stopped = stopped.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = http_stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%http_addr, "orderflow node ready");
+        Ok(Node {
+            http_addr,
+            actors,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops taking requests and messages, and waits for those in flight.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

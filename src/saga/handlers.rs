@@ -1,0 +1,258 @@
+//! What each inbox's messages ask of which actors.
+
+use std::sync::Arc;
+
+use actors::inventory::InventoryCommand;
+use actors::journal::Journaled;
+use actors::notification::Notify;
+use actors::order::{OrderCommand, PaymentReply, StockReply};
+use actors::shell::behavior::PaymentIntent;
+use actors::shell::{Executed, StepError};
+use actors::Aggregate;
+use async_nats::jetstream::message::Message;
+use futures::future::join_all;
+use schemas::inventory::InventoryEvent;
+use schemas::order::OrderEvent;
+use schemas::payment::PaymentEvent;
+use schemas::subjects::EntityRef;
+use schemas::wire::Event;
+use schemas::OrderId;
+
+use super::Actors;
+use crate::bus::envelope;
+use crate::bus::inbox::{Failure, Handler};
+use crate::bus::topology::{self, Inbox};
+
+/// Which input an inbox carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// `placed` and `cancel_requested`: the saga advances.
+    OrderStarts,
+    /// Payment answers, to the saga.
+    PaymentReplies,
+    /// Stock answers, to the saga.
+    StockReplies,
+    /// Charge and refund requests, to the payment.
+    PaymentRequests,
+    /// Reserve and release requests, to the SKUs.
+    StockRequests,
+    /// Order endings, to notifications.
+    OrderEndings,
+}
+
+/// Every inbox with the input it carries.
+pub const ROUTES: [(Inbox, Input); 6] = [
+    (topology::ORDER_STARTS, Input::OrderStarts),
+    (topology::ORDER_PAYMENT_REPLIES, Input::PaymentReplies),
+    (topology::ORDER_STOCK_REPLIES, Input::StockReplies),
+    (topology::PAYMENT_REQUESTS, Input::PaymentRequests),
+    (topology::STOCK_REQUESTS, Input::StockRequests),
+    (topology::ORDER_ENDINGS, Input::OrderEndings),
+];
+
+/// Hands one inbox's messages to the actors they concern.
+pub struct Route {
+    input: Input,
+    actors: Arc<Actors>,
+}
+
+impl Route {
+    /// A route for `input`'s messages.
+    pub fn new(input: Input, actors: Arc<Actors>) -> Self {
+        Self { input, actors }
+    }
+}
+
+/// Reads the entity and event of a delivered message; unreadable is poison.
+fn read<E: Event>(message: &Message) -> Result<(EntityRef, E), Failure> {
+    let (entity, _) = EntityRef::parse_subject(&message.subject)
+        .ok_or_else(|| Failure::Poison(format!("subject {} names no entity", message.subject)))?;
+    let event = envelope::decode(message.headers.as_ref(), &message.payload)
+        .map_err(|e| Failure::Poison(format!("{}: {e}", message.subject)))?;
+    Ok((entity, event))
+}
+
+fn order_id(entity: &EntityRef) -> Result<OrderId, Failure> {
+    OrderId::parse(&entity.id).map_err(|_| Failure::Poison(format!("{entity}: not an order id")))
+}
+
+/// Settles an actor's answer: stored or already done is success; a refusal
+/// is an anomaly worth a dead letter, never a silent drop.
+fn settled<A: Aggregate>(entity: &EntityRef, result: Result<Executed<A>, StepError>) -> Result<Vec<A::Event>, Failure> {
+    match result? {
+        Executed::Appended(events) => Ok(events),
+        Executed::Rejected(why) => Err(Failure::Poison(format!("{entity} refused: {why}"))),
+    }
+}
+
+/// The worst of several outcomes: any poison wins, then any transient.
+fn all_settled(results: Vec<Result<(), Failure>>) -> Result<(), Failure> {
+    let mut worst = Ok(());
+    for r in results {
+        match (&worst, r) {
+            (_, Err(Failure::Poison(p))) => return Err(Failure::Poison(p)),
+            (Ok(()), Err(t)) => worst = Err(t),
+            _ => {}
+        }
+    }
+    worst
+}
+
+impl Handler for Route {
+    async fn handle(&self, message: &Message) -> Result<(), Failure> {
+        let cause = envelope::cause_of(message.headers.as_ref());
+        let a = &self.actors;
+        match self.input {
+            Input::OrderStarts => {
+                let (entity, event) = read::<OrderEvent>(message)?;
+                // `placed` is by construction the journal's first event.
+                let first = match &event {
+                    OrderEvent::Placed { .. } => {
+                        let seq = message
+                            .info()
+                            .map_err(|e| Failure::Poison(e.to_string()))?
+                            .stream_sequence;
+                        Some(Journaled { seq, event })
+                    }
+                    _ => None,
+                };
+                settled(
+                    &entity,
+                    a.orders.execute(&entity, OrderCommand::Advance, cause, first).await,
+                )
+                .map(drop)
+            }
+            Input::PaymentReplies => {
+                let (entity, event) = read::<PaymentEvent>(message)?;
+                let order = EntityRef::order(order_id(&entity)?);
+                let command = match event {
+                    PaymentEvent::Authorized { payment_id, .. } => {
+                        OrderCommand::RecordPayment(PaymentReply::Authorized { payment_id })
+                    }
+                    PaymentEvent::Declined { reason, .. } => {
+                        OrderCommand::RecordPayment(PaymentReply::Declined { reason })
+                    }
+                    PaymentEvent::Refunded { refund_id, .. } => OrderCommand::RecordRefund { refund_id },
+                };
+                settled(&order, a.orders.execute(&order, command, cause, None).await).map(drop)
+            }
+            Input::StockReplies => {
+                let (entity, event) = read::<InventoryEvent>(message)?;
+                let (order_id, command) = match event {
+                    InventoryEvent::Reserved {
+                        sku,
+                        order_id,
+                        quantity,
+                        ..
+                    } => (
+                        order_id,
+                        OrderCommand::RecordStock {
+                            sku,
+                            reply: StockReply::Reserved { quantity },
+                        },
+                    ),
+                    InventoryEvent::Rejected {
+                        sku,
+                        order_id,
+                        quantity,
+                        available,
+                    } => (
+                        order_id,
+                        OrderCommand::RecordStock {
+                            sku,
+                            reply: StockReply::Rejected { quantity, available },
+                        },
+                    ),
+                    InventoryEvent::Released { sku, order_id, .. } => (order_id, OrderCommand::RecordRelease { sku }),
+                    InventoryEvent::Restocked { .. } => {
+                        return Err(Failure::Poison(format!("{entity}: restocks are not replies")));
+                    }
+                };
+                let order = EntityRef::order(order_id);
+                settled(&order, a.orders.execute(&order, command, cause, None).await).map(drop)
+            }
+            Input::PaymentRequests => {
+                let (entity, event) = read::<OrderEvent>(message)?;
+                let order_id = order_id(&entity)?;
+                let intent = match event {
+                    OrderEvent::PaymentRequested { amount, payment_method } => PaymentIntent::Charge {
+                        order_id,
+                        amount,
+                        payment_method,
+                    },
+                    OrderEvent::Compensating { refund: Some(_), .. } => PaymentIntent::Refund { order_id },
+                    _ => return Ok(()),
+                };
+                let payment = EntityRef::payment(order_id);
+                settled(&payment, a.payments.execute(&payment, intent, cause, None).await).map(drop)
+            }
+            Input::StockRequests => {
+                let (entity, event) = read::<OrderEvent>(message)?;
+                let order_id = order_id(&entity)?;
+                let commands: Vec<InventoryCommand> = match event {
+                    OrderEvent::StockRequested { lines, .. } => lines
+                        .into_iter()
+                        .map(|l| InventoryCommand::Reserve {
+                            sku: l.sku,
+                            order_id,
+                            quantity: l.quantity,
+                        })
+                        .collect(),
+                    OrderEvent::Compensating { release, .. } => release
+                        .into_iter()
+                        .map(|sku| InventoryCommand::Release { sku, order_id })
+                        .collect(),
+                    _ => return Ok(()),
+                };
+                // Every SKU at once; a redelivery after a partial failure is
+                // harmless, since each SKU remembers the orders it answered.
+                let results = join_all(commands.into_iter().map(|command| {
+                    let sku = match &command {
+                        InventoryCommand::Reserve { sku, .. }
+                        | InventoryCommand::Release { sku, .. }
+                        | InventoryCommand::Restock { sku, .. } => EntityRef::inventory(sku),
+                    };
+                    let cause = cause.clone();
+                    async move { settled(&sku, a.inventory.execute(&sku, command, cause, None).await).map(drop) }
+                }))
+                .await;
+                all_settled(results)
+            }
+            Input::OrderEndings => {
+                let (entity, event) = read::<OrderEvent>(message)?;
+                let order_id = order_id(&entity)?;
+                let (Some(outcome), Some(customer_id)) = (event.outcome(), customer_of(&event)) else {
+                    return Ok(());
+                };
+                let message = match event.reason() {
+                    Some(reason) => format!("Your order {order_id} is {}: {reason}", outcome.event_type()),
+                    None => format!("Your order {order_id} is {}.", outcome.event_type()),
+                };
+                let notification = EntityRef::notification(order_id);
+                let notify = Notify {
+                    order_id,
+                    customer_id,
+                    outcome,
+                    channel: "log".into(),
+                    message,
+                };
+                for sent in settled(
+                    &notification,
+                    a.notifications.execute(&notification, notify, cause, None).await,
+                )? {
+                    tracing::info!(order_id = %order_id, notification = ?sent, "customer notified");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn customer_of(event: &OrderEvent) -> Option<schemas::CustomerId> {
+    match event {
+        OrderEvent::Completed { customer_id }
+        | OrderEvent::Failed { customer_id, .. }
+        | OrderEvent::Cancelled { customer_id, .. } => Some(customer_id.clone()),
+        _ => None,
+    }
+}
