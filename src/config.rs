@@ -152,9 +152,33 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
-            .merge(Env::prefixed("ORDERFLOW_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError(Box::new(e)))
+        // Only `SECTION__KEY` variables are settings; ORDERFLOW_CONFIG,
+        // ORDERFLOW_LOG and the scripts' own variables share the prefix.
+        let settings = Env::prefixed("ORDERFLOW_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__");
+        figment.merge(settings).extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn environment_overrides_defaults_and_other_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ORDERFLOW_NATS__URL", "nats://10.0.0.1:4222");
+            jail.set_env("ORDERFLOW_CONSUMERS__NAK_DELAY", "2s");
+            jail.set_env("ORDERFLOW_LOG", "debug");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.nats.url, "nats://10.0.0.1:4222");
+            assert_eq!(config.consumers.nak_delay, Duration::from_secs(2));
+            jail.set_env("ORDERFLOW_NATS__URLL", "typo");
+            assert!(Config::load(None).is_err(), "a misspelt setting must fail fast");
+            Ok(())
+        });
     }
 }

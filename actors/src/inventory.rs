@@ -65,6 +65,7 @@ pub enum InventoryRejection {
 }
 
 /// The SKU's state machine.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Inventory;
 
 impl Aggregate for Inventory {

@@ -33,6 +33,7 @@ pub struct Notify {
 pub enum NotificationRejection {}
 
 /// The notification state machine.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Notifications;
 
 impl Aggregate for Notifications {

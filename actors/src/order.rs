@@ -204,6 +204,7 @@ pub enum OrderRejection {
 }
 
 /// The order saga's state machine.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct OrderSaga;
 
 impl Aggregate for OrderSaga {

@@ -57,6 +57,7 @@ pub enum PaymentRejection {
 }
 
 /// The payment's state machine.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PaymentLedger;
 
 impl Aggregate for PaymentLedger {

@@ -1,0 +1,202 @@
+//! Invariants 2 and 3 at the journal itself: dedup by message id, and
+//! optimistic concurrency that makes a stale writer re-decide.
+
+use actors::inventory::{Inventory, InventoryCommand};
+use actors::journal::{Appended, Cause, Journal, JournalError};
+use actors::order::{OrderCommand, OrderRejection, OrderSaga, PaymentReply, StockReply};
+use actors::shell::{execute, Cached, Executed, Pure};
+use async_nats::header::HeaderMap;
+use orderflow::bus::journal::NatsJournal;
+use orderflow::bus::topology;
+use schemas::inventory::InventoryEvent;
+use schemas::order::{Line, OrderEvent};
+use schemas::subjects::EntityRef;
+use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
+
+use crate::support::{stored, test_config, NatsServer};
+
+async fn journal_on(nats: &NatsServer) -> (async_nats::jetstream::Context, NatsJournal) {
+    let js = nats.jetstream().await;
+    topology::ensure(&js, &test_config(&nats.url()))
+        .await
+        .expect("topology");
+    let journal = NatsJournal::open(js.clone()).await.expect("journal");
+    (js, journal)
+}
+
+#[tokio::test]
+async fn the_same_message_id_is_stored_once() {
+    let nats = NatsServer::start().await;
+    let (js, journal) = journal_on(&nats).await;
+    let sku = Sku::parse("SKU-1").expect("sku");
+    let entity = EntityRef::inventory(&sku);
+    let event = InventoryEvent::Restocked {
+        sku: sku.clone(),
+        quantity: 5,
+        restock_id: "r1".into(),
+        available: 5,
+    };
+
+    let first = journal
+        .append(&entity, 0, &event, &Cause::default())
+        .await
+        .expect("stored");
+    assert_eq!(
+        first,
+        Appended {
+            seq: first.seq,
+            duplicate: false
+        }
+    );
+    // A writer that lost the ack and publishes the event again with the
+    // same id: the server answers "duplicate" with the original sequence.
+    let again = journal
+        .append(&entity, first.seq, &event, &Cause::default())
+        .await
+        .expect("answered");
+    assert_eq!(
+        again,
+        Appended {
+            seq: first.seq,
+            duplicate: true
+        }
+    );
+    // A stale writer (still expecting an empty journal) is refused before
+    // de-duplication is even considered; `execute` treats both alike: reload.
+    assert_eq!(
+        journal.append(&entity, 0, &event, &Cause::default()).await,
+        Err(JournalError::Conflict)
+    );
+
+    // The same holds for any publisher that sets Nats-Msg-Id by hand.
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "by-hand-1");
+    for expected_duplicate in [false, true] {
+        let ack = js
+            .publish_with_headers("inventory.SKU-2.restocked", headers.clone(), "x".into())
+            .await
+            .expect("sent")
+            .await
+            .expect("acked");
+        assert_eq!(ack.duplicate, expected_duplicate);
+    }
+    assert_eq!(stored(&js, "INVENTORY", "inventory.SKU-1.*").await.len(), 1);
+    assert_eq!(stored(&js, "INVENTORY", "inventory.SKU-2.*").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_writer_on_an_order_gets_a_conflict_and_re_decides() {
+    let nats = NatsServer::start().await;
+    let (_js, journal) = journal_on(&nats).await;
+    let id = OrderId::random();
+    let entity = EntityRef::order(id);
+    let sku = Sku::parse("SKU-1").expect("sku");
+    let saga = Pure::<OrderSaga>::default();
+    let cause = Cause::default();
+    let mut setup = Cached::<OrderSaga>::default();
+    let place = OrderCommand::Place {
+        order_id: id,
+        customer_id: CustomerId::parse("alice").expect("customer"),
+        lines: vec![Line {
+            sku: sku.clone(),
+            quantity: Quantity::new(1).expect("q"),
+            unit_price: 100,
+        }],
+        currency: Currency::default(),
+        payment_method: "tok_visa".into(),
+    };
+    let authorized = OrderCommand::RecordPayment(PaymentReply::Authorized {
+        payment_id: "pay_1".into(),
+    });
+    for command in [place, OrderCommand::Advance, authorized] {
+        execute(&saga, &journal, &entity, &mut setup, &command, &cause)
+            .await
+            .expect("set up");
+    }
+
+    // Two writers read the order at the same point: waiting for stock.
+    let mut a = Cached::<OrderSaga>::default();
+    a.catch_up(&journal, &entity).await.expect("read");
+    let mut b = a.clone();
+
+    // Writer A records the reservation and completes the order.
+    let reserved = OrderCommand::RecordStock {
+        sku,
+        reply: StockReply::Reserved {
+            quantity: Quantity::new(1).expect("q"),
+        },
+    };
+    match execute(&saga, &journal, &entity, &mut a, &reserved, &cause)
+        .await
+        .expect("a")
+    {
+        Executed::Appended(events) => assert_eq!(events.len(), 2, "stock_reserved and completed: {events:?}"),
+        Executed::Rejected(r) => panic!("A refused: {r}"),
+    }
+
+    // Writer B still believes the order waits; its append is refused...
+    let stale = OrderEvent::CancelRequested {
+        reason: "too late".into(),
+    };
+    assert_eq!(
+        journal.append(&entity, b.last_seq, &stale, &cause).await,
+        Err(JournalError::Conflict)
+    );
+    // ...and deciding again from the reloaded journal, it sees the order ended.
+    let cancel = OrderCommand::Cancel {
+        reason: "too late".into(),
+    };
+    match execute(&saga, &journal, &entity, &mut b, &cancel, &cause)
+        .await
+        .expect("b")
+    {
+        Executed::Rejected(OrderRejection::AlreadyEnded(outcome)) => assert_eq!(outcome.event_type(), "completed"),
+        other => panic!("B should re-decide against the completed order, got {other:?}"),
+    }
+    assert_eq!(b.last_seq, a.last_seq);
+}
+
+#[tokio::test]
+async fn two_writers_never_oversell_the_last_unit() {
+    let nats = NatsServer::start().await;
+    let (js, journal) = journal_on(&nats).await;
+    let sku = Sku::parse("LAST").expect("sku");
+    let entity = EntityRef::inventory(&sku);
+    let inventory = Pure::<Inventory>::default();
+    let cause = Cause::default();
+    let mut setup = Cached::<Inventory>::default();
+    let restock = InventoryCommand::Restock {
+        sku: sku.clone(),
+        quantity: 1,
+        restock_id: "r".into(),
+    };
+    execute(&inventory, &journal, &entity, &mut setup, &restock, &cause)
+        .await
+        .expect("restock");
+
+    let mut a = setup.clone();
+    let mut b = setup.clone();
+    let one = Quantity::new(1).expect("q");
+    let reserve = |order_id| InventoryCommand::Reserve {
+        sku: sku.clone(),
+        order_id,
+        quantity: one,
+    };
+    let (x, y) = (OrderId::random(), OrderId::random());
+    let first = execute(&inventory, &journal, &entity, &mut a, &reserve(x), &cause)
+        .await
+        .expect("a");
+    let second = execute(&inventory, &journal, &entity, &mut b, &reserve(y), &cause)
+        .await
+        .expect("b");
+    assert!(
+        matches!(&first, Executed::Appended(e) if matches!(e[..], [InventoryEvent::Reserved { .. }])),
+        "{first:?}"
+    );
+    // B decided "reserved" on a stale copy, lost the race, reloaded, and re-decided.
+    assert!(
+        matches!(&second, Executed::Appended(e) if matches!(e[..], [InventoryEvent::Rejected { .. }])),
+        "{second:?}"
+    );
+    assert_eq!(stored(&js, "INVENTORY", "inventory.LAST.reserved").await.len(), 1);
+}

@@ -1,0 +1,12 @@
+//! Integration tests against real nats-server processes: one binary, a
+//! module per feature, all built on `tests/support`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod concurrency;
+mod idempotency;
+mod journal;
+mod poison;
+mod saga_paths;

@@ -1,0 +1,171 @@
+//! The shared test kit: a real nats-server, a real node on port 0, an HTTP
+//! client, and readers of the streams. Every integration test starts here.
+#![allow(dead_code)]
+
+pub mod nats;
+
+use std::time::Duration;
+
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use orderflow::config::Config;
+use orderflow::node::Node;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub use nats::{eventually, eventually_true, NatsServer};
+
+/// How long any saga in these tests may take to end.
+pub const SAGA_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A nats-server and an orderflow node wired to it.
+pub struct TestApp {
+    /// The broker.
+    pub nats: NatsServer,
+    /// The node under test.
+    pub node: Option<Node>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client for the API.
+    pub http: reqwest::Client,
+    /// JetStream, for looking at the streams directly.
+    pub js: async_nats::jetstream::Context,
+    /// What the node was started with.
+    pub config: Config,
+}
+
+/// The configuration tests run nodes with: loopback, port 0, quick retries.
+pub fn test_config(nats_url: &str) -> Config {
+    let mut config = Config::default();
+    config.nats.url = nats_url.to_owned();
+    config.http.addr = "127.0.0.1:0".parse().expect("a literal address");
+    config.consumers.nak_delay = Duration::from_millis(100);
+    config.consumers.ack_wait = Duration::from_secs(5);
+    config
+}
+
+impl TestApp {
+    /// A fresh nats-server and a node on it.
+    pub async fn spawn() -> TestApp {
+        let nats = NatsServer::start().await;
+        let config = test_config(&nats.url());
+        Self::spawn_on(nats, config).await
+    }
+
+    /// A node with `config` on an already running server.
+    pub async fn spawn_on(nats: NatsServer, config: Config) -> TestApp {
+        let node = Node::start(config.clone()).await.expect("the node starts");
+        let base = format!("http://{}", node.http_addr);
+        let js = nats.jetstream().await;
+        TestApp {
+            nats,
+            node: Some(node),
+            base,
+            http: reqwest::Client::new(),
+            js,
+            config,
+        }
+    }
+
+    /// The node's API URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// Adds units to a SKU.
+    pub async fn restock(&self, sku: &str, quantity: u64) -> Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/skus/{sku}/restock")))
+            .json(&json!({ "quantity": quantity }));
+        let (status, body) = send(r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A SKU's stock.
+    pub async fn sku(&self, sku: &str) -> Value {
+        let (status, body) = send(self.http.get(self.url(&format!("/skus/{sku}")))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Places an order; returns the status and body.
+    pub async fn place(&self, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
+        let mut r = self.http.post(self.url("/orders")).json(body);
+        if let Some(key) = key {
+            r = r.header("Idempotency-Key", key);
+        }
+        send(r).await
+    }
+
+    /// Places an order and returns its id.
+    pub async fn place_ok(&self, body: &Value) -> String {
+        let (status, body) = self.place(body, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["order_id"].as_str().expect("an order id").to_owned()
+    }
+
+    /// Reads an order.
+    pub async fn order(&self, id: &str) -> Value {
+        let (status, body) = send(self.http.get(self.url(&format!("/orders/{id}")))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls an order until it ends, and returns it.
+    pub async fn ended(&self, id: &str) -> Value {
+        eventually(&format!("order {id} to end"), SAGA_DEADLINE, || async {
+            let order = self.order(id).await;
+            matches!(order["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")).then_some(order)
+        })
+        .await
+    }
+
+    /// Every stored message of `stream` matching `filter`, oldest first.
+    pub async fn stored(&self, stream: &str, filter: &str) -> Vec<StreamMessage> {
+        stored(&self.js, stream, filter).await
+    }
+}
+
+/// Every stored message of `stream` matching `filter`, oldest first.
+pub async fn stored(js: &async_nats::jetstream::Context, stream: &str, filter: &str) -> Vec<StreamMessage> {
+    let stream = js.get_stream_no_info(stream).await.expect("the stream exists");
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        match stream.direct_get_next_for_subject(filter, Some(next)).await {
+            Ok(m) => {
+                next = m.sequence + 1;
+                out.push(m);
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return out,
+            Err(e) => panic!("reading {filter}: {e}"),
+        }
+    }
+}
+
+/// Sends a request and reads its JSON answer.
+pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("the node answers");
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// An order body for one customer with the given `(sku, quantity)` lines.
+pub fn order_body(customer: &str, lines: &[(&str, u32)], payment_method: &str) -> Value {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(sku, q)| json!({ "sku": sku, "quantity": q, "unit_price": 1250 }))
+        .collect();
+    json!({ "customer_id": customer, "items": items, "payment_method": payment_method })
+}
+
+/// The event types of an order's history.
+pub fn history(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
