@@ -24,6 +24,24 @@ pub struct Config {
     pub actors: ActorConfig,
     /// The simulated payment provider.
     pub gateway: GatewayConfig,
+    /// Local snapshots.
+    pub store: StoreConfig,
+}
+
+/// Local snapshots (a cache; deleting them costs only replay time).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The sled directory.
+    pub path: std::path::PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: "var/orderflow/snapshots".into(),
+        }
+    }
 }
 
 /// The broker and the streams.
@@ -81,6 +99,13 @@ pub struct ActorConfig {
     /// How long a consumer waits for an actor to handle one input.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// The most live actors per kind (order, payment, inventory, notification).
+    pub max_live: usize,
+    /// An actor unused this long snapshots and stops.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Snapshot an entity after this many inputs changed it (and on passivation).
+    pub snapshot_every: usize,
 }
 
 /// The simulated payment provider's rules.
@@ -128,6 +153,9 @@ impl Default for ActorConfig {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(20),
+            max_live: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            snapshot_every: 50,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The orderflow node: configuration, wiring, the JetStream bus, the HTTP
 //! facade and the command line. The saga itself lives in the `actors` crate.
 
+pub mod audit;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -8,3 +9,4 @@ pub mod gateway;
 pub mod http;
 pub mod node;
 pub mod saga;
+pub mod store;

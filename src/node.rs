@@ -13,6 +13,7 @@ use crate::bus::{self, topology};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::saga::{self, Actors};
+use crate::store::SledSnapshots;
 
 /// A running node.
 pub struct Node {
@@ -20,6 +21,7 @@ pub struct Node {
     pub http_addr: SocketAddr,
     /// The live actors, for inspection.
     pub actors: Arc<Actors>,
+    snapshots: SledSnapshots,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -35,8 +37,9 @@ impl Node {
             .await
             .context("creating streams and consumers")?;
         let journal = Arc::new(NatsJournal::open(js.clone()).await.context("opening the journals")?);
+        let snapshots = SledSnapshots::open(&config.store.path).context("opening the snapshot store")?;
         let actors = Arc::new(
-            Actors::start(journal.clone(), &config)
+            Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config)
                 .await
                 .context("starting actors")?,
         );
@@ -66,6 +69,7 @@ impl Node {
         Ok(Node {
             http_addr,
             actors,
+            snapshots,
             stop,
             tasks,
         })
@@ -75,5 +79,7 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.actors.passivate_all().await;
+        self.snapshots.flush();
     }
 }

@@ -3,12 +3,15 @@
 use std::fmt::Debug;
 
 use schemas::wire::Event;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// A pure, journaled state machine. No I/O, no clocks, no randomness: the
 /// same journal always folds to the same state, so replay is recovery.
 pub trait Aggregate: Send + Sync + 'static {
     /// What the journal folds into; `Default` is "nothing happened yet".
-    type State: Default + Clone + Debug + Send + Sync + 'static;
+    /// Serializable, so it can be snapshotted.
+    type State: Default + Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// What the journal holds.
     type Event: Event;
     /// What may be asked of the entity.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use schemas::inventory::InventoryEvent;
 use schemas::{OrderId, Quantity, Sku};
+use serde::{Deserialize, Serialize};
 
 use crate::Aggregate;
 
@@ -12,7 +13,7 @@ use crate::Aggregate;
 pub const MAX_STOCK: u64 = 1_000_000_000;
 
 /// What became of an order's request on this SKU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Settlement {
     /// Units still held for the order (sold, once the order completed).
     Held(Quantity),
@@ -23,7 +24,7 @@ pub enum Settlement {
 }
 
 /// One SKU's stock, folded from `inventory.<sku>.*`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     /// Units free to reserve.
     pub available: u64,
@@ -136,6 +137,9 @@ impl Aggregate for Inventory {
                 stock.available = stock.available.saturating_add(*quantity);
                 stock.restocked = stock.restocked.saturating_add(*quantity);
             }
+            // A republished copy of an answer already folded in changes nothing.
+            InventoryEvent::Reserved { order_id, .. } | InventoryEvent::Rejected { order_id, .. }
+                if stock.orders.contains_key(order_id) => {}
             InventoryEvent::Reserved { order_id, quantity, .. } => {
                 let q = u64::from(quantity.get());
                 // A journal only holds reservations that fitted; saturate
@@ -145,7 +149,7 @@ impl Aggregate for Inventory {
                 stock.orders.insert(*order_id, Settlement::Held(*quantity));
             }
             InventoryEvent::Rejected { order_id, .. } => {
-                stock.orders.entry(*order_id).or_insert(Settlement::Rejected);
+                stock.orders.insert(*order_id, Settlement::Rejected);
             }
             InventoryEvent::Released { order_id, .. } => {
                 if let Some(Settlement::Held(q)) = stock.orders.get(order_id).copied() {

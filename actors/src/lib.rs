@@ -11,5 +11,6 @@ pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod shell;
+pub mod snapshot;
 
 pub use aggregate::Aggregate;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use schemas::order::{Line, OrderEvent, Outcome};
 use schemas::{Currency, CustomerId, Money, OrderId, Quantity, Sku};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Aggregate;
 
@@ -21,7 +21,7 @@ pub const MAX_LINES: usize = 100;
 pub const MAX_UNIT_PRICE: u64 = 100_000_000;
 
 /// Where an order stands, as customers and operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Placed; payment not yet authorized.
@@ -48,7 +48,7 @@ impl OrderStatus {
 }
 
 /// Where the money side stands, from the order's point of view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentStep {
     /// Not asked yet.
     NotRequested,
@@ -61,7 +61,7 @@ pub enum PaymentStep {
 }
 
 /// Where one SKU's reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockStep {
     /// Asked; waiting for the SKU.
     Requested,
@@ -72,7 +72,7 @@ pub enum StockStep {
 }
 
 /// What compensation is still outstanding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compensation {
     /// How the order will end once undone.
     pub outcome: Outcome,
@@ -85,7 +85,7 @@ pub struct Compensation {
 }
 
 /// One placed order, as its journal folds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// Its id.
     pub id: OrderId,
@@ -280,27 +280,38 @@ impl Aggregate for OrderSaga {
                 _ => None,
             };
         };
+        // The first decision stands: an event that repeats or contradicts
+        // what the journal already holds (a republished copy) changes nothing.
+        if order.ended.is_some() {
+            return Some(order);
+        }
         match event {
             OrderEvent::Placed { .. } => {}
-            OrderEvent::PaymentRequested { .. } => order.payment = PaymentStep::Requested,
-            OrderEvent::StockRequested { payment_id, lines } => {
+            OrderEvent::PaymentRequested { .. } if order.payment == PaymentStep::NotRequested => {
+                order.payment = PaymentStep::Requested;
+            }
+            OrderEvent::StockRequested { payment_id, lines }
+                if order.payment == PaymentStep::Requested && order.stock.is_empty() =>
+            {
                 order.payment = PaymentStep::Authorized;
                 order.payment_id = Some(payment_id.clone());
                 order.stock = lines.iter().map(|l| (l.sku.clone(), StockStep::Requested)).collect();
             }
-            OrderEvent::StockReserved { sku, .. } => {
+            OrderEvent::StockReserved { sku, .. } if order.stock.get(sku) == Some(&StockStep::Requested) => {
                 order.stock.insert(sku.clone(), StockStep::Reserved);
             }
-            OrderEvent::StockRejected { sku, .. } => {
+            OrderEvent::StockRejected { sku, .. } if order.stock.get(sku) == Some(&StockStep::Requested) => {
                 order.stock.insert(sku.clone(), StockStep::Rejected);
             }
-            OrderEvent::CancelRequested { reason } => order.cancel_requested = Some(reason.clone()),
+            OrderEvent::CancelRequested { reason } if order.cancel_requested.is_none() => {
+                order.cancel_requested = Some(reason.clone());
+            }
             OrderEvent::Compensating {
                 outcome,
                 reason,
                 refund,
                 release,
-            } => {
+            } if order.compensation.is_none() => {
                 if refund.is_some() {
                     order.payment = PaymentStep::Authorized;
                 }
@@ -322,18 +333,14 @@ impl Aggregate for OrderSaga {
                 }
             }
             OrderEvent::Completed { .. } => order.ended = Some((Outcome::Completed, String::new())),
-            OrderEvent::Failed { reason, .. } => {
+            OrderEvent::Failed { reason, .. } | OrderEvent::Cancelled { reason, .. } => {
                 if order.payment == PaymentStep::Requested {
                     order.payment = PaymentStep::Declined;
                 }
-                order.ended = Some((Outcome::Failed, reason.clone()));
+                let outcome = event.outcome().unwrap_or(Outcome::Failed);
+                order.ended = Some((outcome, reason.clone()));
             }
-            OrderEvent::Cancelled { reason, .. } => {
-                if order.payment == PaymentStep::Requested {
-                    order.payment = PaymentStep::Declined;
-                }
-                order.ended = Some((Outcome::Cancelled, reason.clone()));
-            }
+            _ => {}
         }
         Some(order)
     }

@@ -5,11 +5,12 @@ use std::future::Future;
 
 use schemas::payment::PaymentEvent;
 use schemas::{Money, OrderId};
+use serde::{Deserialize, Serialize};
 
 use crate::Aggregate;
 
 /// The payment's state, folded from `payments.<order_id>.*`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payment {
     /// No charge attempted yet.
     #[default]

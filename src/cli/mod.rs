@@ -45,6 +45,8 @@ pub enum Command {
         #[command(subcommand)]
         command: client::SkuCommand,
     },
+    /// Check the business invariants from the four streams; fails on any violation.
+    Audit(crate::audit::AuditArgs),
 }
 
 /// Runs the parsed command line.
@@ -63,6 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => tail::run(command, &config).await,
         Command::Order { command } => client::order(command).await,
         Command::Sku { command } => client::sku(command).await,
+        Command::Audit(args) => crate::audit::command(args, &config).await,
     }
 }
 

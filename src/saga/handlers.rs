@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actors::inventory::InventoryCommand;
-use actors::journal::Journaled;
 use actors::notification::Notify;
 use actors::order::{OrderCommand, PaymentReply, StockReply};
 use actors::shell::behavior::PaymentIntent;
@@ -104,23 +103,8 @@ impl Handler for Route {
         let a = &self.actors;
         match self.input {
             Input::OrderStarts => {
-                let (entity, event) = read::<OrderEvent>(message)?;
-                // `placed` is by construction the journal's first event.
-                let first = match &event {
-                    OrderEvent::Placed { .. } => {
-                        let seq = message
-                            .info()
-                            .map_err(|e| Failure::Poison(e.to_string()))?
-                            .stream_sequence;
-                        Some(Journaled { seq, event })
-                    }
-                    _ => None,
-                };
-                settled(
-                    &entity,
-                    a.orders.execute(&entity, OrderCommand::Advance, cause, first).await,
-                )
-                .map(drop)
+                let (entity, _) = read::<OrderEvent>(message)?;
+                settled(&entity, a.orders.execute(&entity, OrderCommand::Advance, cause).await).map(drop)
             }
             Input::PaymentReplies => {
                 let (entity, event) = read::<PaymentEvent>(message)?;
@@ -134,7 +118,7 @@ impl Handler for Route {
                     }
                     PaymentEvent::Refunded { refund_id, .. } => OrderCommand::RecordRefund { refund_id },
                 };
-                settled(&order, a.orders.execute(&order, command, cause, None).await).map(drop)
+                settled(&order, a.orders.execute(&order, command, cause).await).map(drop)
             }
             Input::StockReplies => {
                 let (entity, event) = read::<InventoryEvent>(message)?;
@@ -169,7 +153,7 @@ impl Handler for Route {
                     }
                 };
                 let order = EntityRef::order(order_id);
-                settled(&order, a.orders.execute(&order, command, cause, None).await).map(drop)
+                settled(&order, a.orders.execute(&order, command, cause).await).map(drop)
             }
             Input::PaymentRequests => {
                 let (entity, event) = read::<OrderEvent>(message)?;
@@ -184,7 +168,7 @@ impl Handler for Route {
                     _ => return Ok(()),
                 };
                 let payment = EntityRef::payment(order_id);
-                settled(&payment, a.payments.execute(&payment, intent, cause, None).await).map(drop)
+                settled(&payment, a.payments.execute(&payment, intent, cause).await).map(drop)
             }
             Input::StockRequests => {
                 let (entity, event) = read::<OrderEvent>(message)?;
@@ -213,7 +197,7 @@ impl Handler for Route {
                         | InventoryCommand::Restock { sku, .. } => EntityRef::inventory(sku),
                     };
                     let cause = cause.clone();
-                    async move { settled(&sku, a.inventory.execute(&sku, command, cause, None).await).map(drop) }
+                    async move { settled(&sku, a.inventory.execute(&sku, command, cause).await).map(drop) }
                 }))
                 .await;
                 all_settled(results)
@@ -238,7 +222,7 @@ impl Handler for Route {
                 };
                 for sent in settled(
                     &notification,
-                    a.notifications.execute(&notification, notify, cause, None).await,
+                    a.notifications.execute(&notification, notify, cause).await,
                 )? {
                     tracing::info!(order_id = %order_id, notification = ?sent, "customer notified");
                 }

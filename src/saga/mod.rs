@@ -7,7 +7,9 @@ use std::sync::Arc;
 use actors::inventory::Inventory;
 use actors::notification::Notifications;
 use actors::order::OrderSaga;
+use actors::shell::directory::DirectoryConfig;
 use actors::shell::{Directory, DirectoryError, PaymentBehavior, Pure};
+use actors::snapshot::SnapshotStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -30,21 +32,46 @@ pub struct Actors {
 
 impl Actors {
     /// Starts the four supervisors.
-    pub async fn start(journal: Arc<NatsJournal>, config: &Config) -> Result<Self, DirectoryError> {
-        let timeout = config.actors.call_timeout;
+    pub async fn start(
+        journal: Arc<NatsJournal>,
+        snapshots: Arc<dyn SnapshotStore>,
+        config: &Config,
+    ) -> Result<Self, DirectoryError> {
+        let a = &config.actors;
+        let directory = DirectoryConfig {
+            call_timeout: a.call_timeout,
+            max_live: a.max_live,
+            idle_timeout: a.idle_timeout,
+            snapshot_every: a.snapshot_every,
+        };
         let gateway = Arc::new(SimulatedGateway::new(&config.gateway));
+        let (j, s, d) = (&journal, &snapshots, &directory);
         Ok(Self {
-            orders: Directory::start("order", Arc::new(Pure::default()), journal.clone(), timeout).await?,
+            orders: Directory::start("order", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
             payments: Directory::start(
                 "payment",
                 Arc::new(PaymentBehavior::new(gateway)),
-                journal.clone(),
-                timeout,
+                j.clone(),
+                s.clone(),
+                d.clone(),
             )
             .await?,
-            inventory: Directory::start("inventory", Arc::new(Pure::default()), journal.clone(), timeout).await?,
-            notifications: Directory::start("notification", Arc::new(Pure::default()), journal, timeout).await?,
+            inventory: Directory::start("inventory", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
+            notifications: Directory::start("notification", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
         })
+    }
+}
+
+impl Actors {
+    /// Stops every actor, letting each finish its queue and snapshot.
+    pub async fn passivate_all(&self) {
+        let deadline = std::time::Duration::from_secs(5);
+        tokio::join!(
+            self.orders.passivate_all(deadline),
+            self.payments.passivate_all(deadline),
+            self.inventory.passivate_all(deadline),
+            self.notifications.passivate_all(deadline),
+        );
     }
 }
 

@@ -4,8 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod cli;
 mod concurrency;
+mod crash;
 mod idempotency;
 mod journal;
 mod poison;

@@ -2,7 +2,9 @@
 //! client, and readers of the streams. Every integration test starts here.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod nats;
+pub mod process;
 
 use std::time::Duration;
 
@@ -32,9 +34,12 @@ pub struct TestApp {
     pub js: async_nats::jetstream::Context,
     /// What the node was started with.
     pub config: Config,
+    /// The node's snapshot directory, removed with the app.
+    pub store: tempfile::TempDir,
 }
 
 /// The configuration tests run nodes with: loopback, port 0, quick retries.
+/// Its snapshot path must be set per node (see [`TestApp::spawn_on`]).
 pub fn test_config(nats_url: &str) -> Config {
     let mut config = Config::default();
     config.nats.url = nats_url.to_owned();
@@ -53,7 +58,9 @@ impl TestApp {
     }
 
     /// A node with `config` on an already running server.
-    pub async fn spawn_on(nats: NatsServer, config: Config) -> TestApp {
+    pub async fn spawn_on(nats: NatsServer, mut config: Config) -> TestApp {
+        let store = tempfile::tempdir().expect("a temporary snapshot directory");
+        config.store.path = store.path().join("snapshots");
         let node = Node::start(config.clone()).await.expect("the node starts");
         let base = format!("http://{}", node.http_addr);
         let js = nats.jetstream().await;
@@ -64,6 +71,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             js,
             config,
+            store,
         }
     }
 
@@ -122,6 +130,11 @@ impl TestApp {
         .await
     }
 
+    /// Runs `orderflow audit`'s checks on the streams and fails on any violation.
+    pub async fn audit_passes(&self) -> orderflow::audit::AuditReport {
+        audit_passes(&self.js).await
+    }
+
     /// Every stored message of `stream` matching `filter`, oldest first.
     pub async fn stored(&self, stream: &str, filter: &str) -> Vec<StreamMessage> {
         stored(&self.js, stream, filter).await
@@ -143,6 +156,19 @@ pub async fn stored(js: &async_nats::jetstream::Context, stream: &str, filter: &
             Err(e) => panic!("reading {filter}: {e}"),
         }
     }
+}
+
+/// Runs `orderflow audit`'s checks on the streams and fails on any violation.
+pub async fn audit_passes(js: &async_nats::jetstream::Context) -> orderflow::audit::AuditReport {
+    let options = orderflow::audit::AuditOptions {
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    let report = orderflow::audit::run(js, &options)
+        .await
+        .expect("the audit reads the streams");
+    assert!(report.violations().is_empty(), "the audit found violations:\n{report}");
+    report
 }
 
 /// Sends a request and reads its JSON answer.

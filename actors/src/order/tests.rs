@@ -144,6 +144,25 @@ proptest! {
         prop_assert_eq!(OrderSaga::replay(&journal), state);
     }
 
+    /// Chaos republishes stored events: a copy of any event, landing
+    /// anywhere after its original, changes nothing.
+    #[test]
+    fn republished_copies_change_nothing(
+        commands in proptest::collection::vec(any_command(OrderId::random()), 0..40),
+        copies in proptest::collection::vec((any::<proptest::sample::Index>(), any::<proptest::sample::Index>()), 0..6),
+    ) {
+        let (state, journal) = run(&commands)?;
+        prop_assume!(!journal.is_empty());
+        let mut with_copies = journal.clone();
+        for (from, to) in copies {
+            let from = from.index(journal.len());
+            let original = with_copies.iter().position(|e| *e == journal[from]).unwrap_or(0);
+            let to = original + 1 + to.index(with_copies.len() - original);
+            with_copies.insert(to, journal[from].clone());
+        }
+        prop_assert_eq!(OrderSaga::replay(&with_copies), state);
+    }
+
     /// A faithful world answers every request, sometimes twice, in any order,
     /// and maybe a customer cancels: the saga always ends, compensated.
     #[test]

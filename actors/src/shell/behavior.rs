@@ -17,7 +17,7 @@ pub trait Behavior: Send + Sync + 'static {
     /// The state machine driven.
     type Aggregate: Aggregate;
     /// What inputs ask for.
-    type Intent: Debug + Send + Sync + 'static;
+    type Intent: Clone + Debug + Send + Sync + 'static;
 
     /// The command to decide now, or `None` when nothing is to be done.
     /// Runs again after every lost race, against the reloaded state.

@@ -1,74 +1,186 @@
-//! Finds or spawns the actor of an entity, under one supervisor per kind.
+//! Finds or spawns the actor of an entity, under one supervisor per kind,
+//! and keeps the number of live actors bounded (invariant 8): idle actors
+//! passivate, and at the cap the least recently used idle one makes room.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use lru::LruCache;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use schemas::subjects::EntityRef;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
-use super::entity::{EntityActor, EntityMsg};
+use super::entity::{EntityActor, EntityArgs, EntityMsg};
 use super::{Behavior, Executed, StepError};
-use crate::journal::{Cause, Journal, Journaled};
-use crate::Aggregate;
+use crate::journal::{Cause, Journal};
+use crate::snapshot::SnapshotStore;
 
-/// Why the directory could not reach an entity.
+/// How many actors one input may see die before it is left to redelivery.
+const RESPAWNS: usize = 3;
+
+/// Why the directory could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
     #[error("could not start the supervisor: {0}")]
     Supervisor(String),
 }
 
-#[derive(Default)]
+/// How a directory treats its actors.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// How long a caller waits for an actor to handle one input.
+    pub call_timeout: Duration,
+    /// The most actors of this kind alive at once.
+    pub max_live: usize,
+    /// An actor unused this long snapshots and stops.
+    pub idle_timeout: Duration,
+    /// Snapshot after this many inputs that changed an entity.
+    pub snapshot_every: usize,
+}
+
+struct Entry {
+    cell: ActorCell,
+    last_used: Instant,
+    /// Inputs handed to the actor and not yet answered: a busy actor is never evicted.
+    busy: Arc<AtomicUsize>,
+}
+
 struct Live {
-    by_id: HashMap<String, ActorCell>,
-    by_actor: HashMap<ActorId, String>,
+    by_id: LruCache<String, Entry>,
+    by_actor: std::collections::HashMap<ActorId, String>,
+}
+
+impl Live {
+    /// Removes and returns the least recently used actor with nothing in flight.
+    fn pop_idle_lru(&mut self, idle_for: Duration) -> Option<ActorCell> {
+        let now = Instant::now();
+        let id = self
+            .by_id
+            .iter()
+            .rev()
+            .find(|(_, e)| e.busy.load(Ordering::Acquire) == 0 && now.duration_since(e.last_used) >= idle_for)
+            .map(|(id, _)| id.clone())?;
+        let entry = self.by_id.pop(&id)?;
+        self.by_actor.remove(&entry.cell.get_id());
+        Some(entry.cell)
+    }
 }
 
 type SharedLive = Arc<Mutex<Live>>;
+
+/// Counts live actors and remembers the most ever alive at once.
+#[derive(Debug, Default)]
+pub struct LiveGauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl LiveGauge {
+    fn up(&self) {
+        let now = self.now.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(now, Ordering::AcqRel);
+    }
+    fn down(&self) {
+        self.now.fetch_sub(1, Ordering::AcqRel);
+    }
+    /// Actors alive now.
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::Acquire)
+    }
+    /// The most actors ever alive at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Acquire)
+    }
+}
+
+/// A place under the cap on live actors, held for an actor's life; it also
+/// keeps the live gauge honest however the actor stops.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    gauge: Arc<LiveGauge>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.down();
+    }
+}
 
 /// Routes inputs to entity actors, spawning them on demand.
 pub struct Directory<B: Behavior, J: Journal> {
     kind: &'static str,
     live: SharedLive,
+    slots: Arc<Semaphore>,
+    gauge: Arc<LiveGauge>,
     supervisor: ActorCell,
     behavior: Arc<B>,
     journal: Arc<J>,
-    timeout: Duration,
+    snapshots: Arc<dyn SnapshotStore>,
+    config: DirectoryConfig,
 }
 
 impl<B: Behavior, J: Journal> Directory<B, J> {
-    /// Starts the supervisor of one kind of entity.
+    /// Starts the supervisor of one kind of entity and its passivation sweep.
     pub async fn start(
         kind: &'static str,
         behavior: Arc<B>,
         journal: Arc<J>,
-        timeout: Duration,
+        snapshots: Arc<dyn SnapshotStore>,
+        config: DirectoryConfig,
     ) -> Result<Self, DirectoryError> {
-        let live = SharedLive::default();
+        let live = Arc::new(Mutex::new(Live {
+            by_id: LruCache::unbounded(),
+            by_actor: std::collections::HashMap::new(),
+        }));
         let (supervisor, _) = Actor::spawn(None, Supervisor { kind }, live.clone())
             .await
             .map_err(|e| DirectoryError::Supervisor(e.to_string()))?;
+        tokio::spawn(sweep(kind, std::sync::Arc::downgrade(&live), config.idle_timeout));
+        let max_live = NonZeroUsize::new(config.max_live).map_or(1, NonZeroUsize::get);
         Ok(Self {
             kind,
             live,
+            slots: Arc::new(Semaphore::new(max_live)),
+            gauge: Arc::default(),
             supervisor: supervisor.get_cell(),
             behavior,
             journal,
-            timeout,
+            snapshots,
+            config,
         })
     }
 
-    /// How many entity actors are alive.
-    pub async fn live_count(&self) -> usize {
-        self.live.lock().await.by_id.len()
+    /// Live actors now and at most so far.
+    pub fn gauge(&self) -> &LiveGauge {
+        &self.gauge
+    }
+
+    /// The ids of the live actors (for tests that kill them).
+    pub async fn live_ids(&self) -> Vec<String> {
+        self.live.lock().await.by_id.iter().map(|(id, _)| id.clone()).collect()
     }
 
     /// The actor of `entity`, if one is alive (for tests that kill actors).
     pub async fn actor_of(&self, entity: &EntityRef) -> Option<ActorCell> {
-        self.live.lock().await.by_id.get(&entity.id).cloned()
+        self.live.lock().await.by_id.peek(&entity.id).map(|e| e.cell.clone())
+    }
+
+    /// Passivates every actor (each snapshots as it stops), waiting up to `deadline`.
+    pub async fn passivate_all(&self, deadline: Duration) {
+        {
+            let mut live = self.live.lock().await;
+            while let Some((_, entry)) = live.by_id.pop_lru() {
+                live.by_actor.remove(&entry.cell.get_id());
+                entry.cell.drain().ok();
+            }
+        }
+        let until = Instant::now() + deadline;
+        while self.gauge.now() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Hands one input to the entity's actor and waits until its events are stored.
@@ -77,44 +189,138 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
-        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
     ) -> Result<Executed<B::Aggregate>, StepError> {
-        let actor = self.actor(entity).await?;
-        let call = actor
-            .call(
-                |reply| EntityMsg::Execute {
-                    intent,
-                    cause,
-                    first,
-                    reply,
-                },
-                Some(self.timeout),
-            )
-            .await;
-        match call {
-            Ok(CallResult::Success(result)) => result,
-            Ok(CallResult::Timeout) => Err(StepError::Transient(format!(
-                "{entity}: no answer in {:?}",
-                self.timeout
-            ))),
-            // The actor died with the input in its mailbox; the supervisor
-            // has dropped it and the next input spawns a fresh one.
-            Ok(CallResult::SenderError) | Err(_) => Err(StepError::Transient(format!("{entity}: actor stopped"))),
+        // An actor that dies with the input in hand (killed, panicked) is
+        // replaced at once by one that reloads from snapshot and journal; the
+        // input is handed over again a few times before NATS redelivers it.
+        for _ in 0..RESPAWNS {
+            let (actor, busy) = self.actor(entity).await?;
+            let message = intent.clone();
+            let reply_to = cause.clone();
+            let call = actor
+                .call(
+                    |reply| EntityMsg::Execute {
+                        intent: message,
+                        cause: reply_to,
+                        reply,
+                    },
+                    Some(self.config.call_timeout),
+                )
+                .await;
+            busy.fetch_sub(1, Ordering::AcqRel);
+            match call {
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Timeout) => {
+                    return Err(StepError::Transient(format!(
+                        "{entity}: no answer in {:?}",
+                        self.config.call_timeout
+                    )))
+                }
+                Ok(CallResult::SenderError) | Err(_) => self.forget(entity, &actor.get_cell()).await,
+            }
+        }
+        Err(StepError::Transient(format!(
+            "{entity}: actor stopped {RESPAWNS} times"
+        )))
+    }
+
+    /// Drops a dead actor from the directory, unless it was already replaced.
+    async fn forget(&self, entity: &EntityRef, dead: &ActorCell) {
+        let mut live = self.live.lock().await;
+        if live
+            .by_id
+            .peek(&entity.id)
+            .is_some_and(|e| e.cell.get_id() == dead.get_id())
+        {
+            live.by_id.pop(&entity.id);
+            live.by_actor.remove(&dead.get_id());
         }
     }
 
-    async fn actor(&self, entity: &EntityRef) -> Result<ActorRef<EntityMsg<B>>, StepError> {
-        let mut live = self.live.lock().await;
-        if let Some(actor) = live.by_id.get(&entity.id) {
-            return Ok(ActorRef::from(actor.clone()));
+    /// The entity's actor, marked busy; spawned if needed, making room at the cap.
+    async fn actor(&self, entity: &EntityRef) -> Result<(ActorRef<EntityMsg<B>>, Arc<AtomicUsize>), StepError> {
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        loop {
+            {
+                let mut live = self.live.lock().await;
+                if let Some(entry) = live.by_id.get_mut(&entity.id) {
+                    entry.last_used = Instant::now();
+                    entry.busy.fetch_add(1, Ordering::AcqRel);
+                    return Ok((ActorRef::from(entry.cell.clone()), entry.busy.clone()));
+                }
+                if permit.is_none() {
+                    permit = self.slots.clone().try_acquire_owned().ok();
+                }
+                if let Some(p) = permit.take() {
+                    return self.spawn(&mut live, entity, p).await;
+                }
+                // At the cap: the least recently used idle actor passivates.
+                // Draining lets it finish anything queued, then snapshot and stop.
+                if let Some(victim) = live.pop_idle_lru(Duration::ZERO) {
+                    victim.drain().ok();
+                }
+            }
+            // Wait (briefly, then look again) for a stopping actor's slot.
+            if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_millis(50), self.slots.clone().acquire_owned()).await
+            {
+                permit = Some(p);
+            }
         }
-        let shell = EntityActor::new(self.behavior.clone(), self.journal.clone());
-        let (actor, _) = Actor::spawn_linked(None, shell, entity.clone(), self.supervisor.clone())
+    }
+
+    async fn spawn(
+        &self,
+        live: &mut Live,
+        entity: &EntityRef,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(ActorRef<EntityMsg<B>>, Arc<AtomicUsize>), StepError> {
+        self.gauge.up();
+        let slot = Slot {
+            _permit: permit,
+            gauge: self.gauge.clone(),
+        };
+        let shell = EntityActor::new(
+            self.behavior.clone(),
+            self.journal.clone(),
+            self.snapshots.clone(),
+            self.config.snapshot_every,
+        );
+        let args = EntityArgs {
+            entity: entity.clone(),
+            slot,
+        };
+        let (actor, _) = Actor::spawn_linked(None, shell, args, self.supervisor.clone())
             .await
             .map_err(|e| StepError::Transient(format!("{}: could not spawn {entity}: {e}", self.kind)))?;
+        let busy = Arc::new(AtomicUsize::new(1));
         live.by_actor.insert(actor.get_id(), entity.id.clone());
-        live.by_id.insert(entity.id.clone(), actor.get_cell());
-        Ok(actor)
+        live.by_id.put(
+            entity.id.clone(),
+            Entry {
+                cell: actor.get_cell(),
+                last_used: Instant::now(),
+                busy: busy.clone(),
+            },
+        );
+        Ok((actor, busy))
+    }
+}
+
+/// Passivates actors idle for `idle_timeout`, until the directory is dropped.
+async fn sweep(kind: &'static str, live: std::sync::Weak<Mutex<Live>>, idle_timeout: Duration) {
+    let period = (idle_timeout / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(live) = live.upgrade() else { return };
+        let mut live = live.lock().await;
+        let mut passivated = 0;
+        while let Some(cell) = live.pop_idle_lru(idle_timeout) {
+            cell.drain().ok();
+            passivated += 1;
+        }
+        if passivated > 0 {
+            tracing::debug!(kind, passivated, "passivated idle actors");
+        }
     }
 }
 
@@ -145,9 +351,9 @@ impl Actor for Supervisor {
         };
         let mut live = live.lock().await;
         if let Some(id) = live.by_actor.remove(&cell.get_id()) {
-            live.by_id.remove(&id);
+            live.by_id.pop(&id);
             if let Some(reason) = failure {
-                tracing::warn!(kind = self.kind, entity = %id, %reason, "entity actor stopped; it restarts from its journal on its next input");
+                tracing::warn!(kind = self.kind, entity = %id, %reason, "entity actor stopped; it restarts from its snapshot and journal on its next input");
             }
         }
         Ok(())

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use schemas::subjects::EntityRef;
 
+use super::directory::Slot;
 use super::{execute, Behavior, Cached, Executed, StepError};
-use crate::journal::{Cause, Journal, Journaled};
+use crate::journal::{Cause, Journal};
+use crate::snapshot::{self, SnapshotStore};
 use crate::Aggregate;
-
-type EventOf<B> = <<B as Behavior>::Aggregate as Aggregate>::Event;
 
 /// What an entity actor is asked.
 pub enum EntityMsg<B: Behavior> {
@@ -18,9 +18,6 @@ pub enum EntityMsg<B: Behavior> {
     Execute {
         intent: B::Intent,
         cause: Cause,
-        /// The entity's first event, when the input is that event: saves
-        /// reading a journal that holds nothing else yet.
-        first: Option<Journaled<EventOf<B>>>,
         reply: RpcReplyPort<Result<Executed<B::Aggregate>, StepError>>,
     },
 }
@@ -29,30 +26,73 @@ pub enum EntityMsg<B: Behavior> {
 pub struct EntityActor<B, J> {
     behavior: Arc<B>,
     journal: Arc<J>,
+    snapshots: Arc<dyn SnapshotStore>,
+    snapshot_every: usize,
 }
 
 impl<B, J> EntityActor<B, J> {
-    /// A shell that decides with `behavior` and stores in `journal`.
-    pub fn new(behavior: Arc<B>, journal: Arc<J>) -> Self {
-        Self { behavior, journal }
+    /// A shell that decides with `behavior`, stores in `journal`, and
+    /// snapshots after every `snapshot_every` inputs that changed it, and when it stops.
+    pub fn new(behavior: Arc<B>, journal: Arc<J>, snapshots: Arc<dyn SnapshotStore>, snapshot_every: usize) -> Self {
+        Self {
+            behavior,
+            journal,
+            snapshots,
+            snapshot_every: snapshot_every.max(1),
+        }
     }
+}
+
+/// What an entity actor is started with.
+pub struct EntityArgs {
+    /// Which entity.
+    pub(crate) entity: EntityRef,
+    /// Its place under the cap on live actors, given back when it stops.
+    pub(crate) slot: Slot,
 }
 
 /// An entity actor's state: who it is and what it has read.
 pub struct EntityState<A: Aggregate> {
     entity: EntityRef,
     cache: Cached<A>,
+    /// Inputs that changed the entity since the last snapshot.
+    unsnapshotted: usize,
+    _slot: Slot,
+}
+
+impl<B: Behavior, J: Journal> EntityActor<B, J> {
+    fn snapshot(&self, state: &mut EntityState<B::Aggregate>) {
+        if state.unsnapshotted == 0 || state.cache.last_seq == 0 {
+            return;
+        }
+        if let Some(bytes) = snapshot::encode(&state.cache.state, state.cache.last_seq) {
+            self.snapshots.save(&state.entity, bytes);
+            state.unsnapshotted = 0;
+        }
+    }
 }
 
 impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
     type Msg = EntityMsg<B>;
     type State = EntityState<B::Aggregate>;
-    type Arguments = EntityRef;
+    type Arguments = EntityArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, entity: EntityRef) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: EntityArgs) -> Result<Self::State, ActorProcessingErr> {
+        // A snapshot is only a head start: the cache is not "loaded" until
+        // the journal's tail after it has been read.
+        let cache = match self.snapshots.load(&args.entity).and_then(|b| snapshot::decode(&b)) {
+            Some((state, last_seq)) => Cached {
+                state,
+                last_seq,
+                loaded: false,
+            },
+            None => Cached::default(),
+        };
         Ok(EntityState {
-            entity,
-            cache: Cached::default(),
+            entity: args.entity,
+            cache,
+            unsnapshotted: 0,
+            _slot: args.slot,
         })
     }
 
@@ -62,15 +102,8 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let EntityMsg::Execute {
-            intent,
-            cause,
-            first,
-            reply,
-        } = msg;
-        if let (false, Some(first)) = (state.cache.loaded, &first) {
-            state.cache = Cached::from_first(first);
-        }
+        let EntityMsg::Execute { intent, cause, reply } = msg;
+        let before = state.cache.last_seq;
         let result = execute(
             &*self.behavior,
             &*self.journal,
@@ -82,10 +115,23 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         .await;
         if result.is_err() {
             // Whatever failed may have left the cache behind the journal.
-            state.cache = Cached::default();
+            state.cache.loaded = false;
+        } else if state.cache.last_seq != before {
+            state.unsnapshotted += 1;
+            if state.unsnapshotted >= self.snapshot_every {
+                self.snapshot(state);
+            }
         }
         // The caller may have given up waiting; the input will be redelivered.
         let _ = reply.send(result);
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // Passivation: keep what was read, so the next start replays only the tail.
+        if state.cache.loaded {
+            self.snapshot(state);
+        }
         Ok(())
     }
 }

@@ -63,15 +63,6 @@ impl<A: Aggregate> Default for Cached<A> {
 }
 
 impl<A: Aggregate> Cached<A> {
-    /// A cache that starts from an entity's first event, already in hand.
-    pub fn from_first(first: &Journaled<A::Event>) -> Self {
-        Self {
-            state: A::evolve(A::State::default(), &first.event),
-            last_seq: first.seq,
-            loaded: true,
-        }
-    }
-
     /// Folds in whatever the journal holds after `last_seq`.
     pub async fn catch_up<J: Journal>(&mut self, journal: &J, entity: &EntityRef) -> Result<(), JournalError> {
         for Journaled { seq, event } in journal.load::<A::Event>(entity, self.last_seq).await? {

@@ -1,0 +1,84 @@
+//! Snapshots in sled: a cache only. Deleting the directory, or finding it
+//! unreadable, costs replay time and never data (invariant 6).
+
+use std::path::{Path, PathBuf};
+
+use actors::snapshot::SnapshotStore;
+use schemas::subjects::EntityRef;
+
+/// Why the snapshot store could not be opened at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("snapshot store at {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("moving the unreadable snapshot store at {path} aside: {source}")]
+    MoveAside { path: PathBuf, source: std::io::Error },
+}
+
+/// Snapshots keyed by `<space>.<id>` in one sled database.
+#[derive(Clone)]
+pub struct SledSnapshots {
+    db: sled::Db,
+}
+
+impl SledSnapshots {
+    /// Opens (or creates) the store. An unreadable one is moved aside and
+    /// replaced by an empty one: snapshots are a cache, so starting cold is safe.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        match sled::open(path) {
+            Ok(db) => Ok(Self { db }),
+            Err(e @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
+                let aside = path.with_extension(format!("unreadable-{}", std::process::id()));
+                tracing::error!(path = %path.display(), error = %e, aside = %aside.display(), "snapshot store unreadable; starting with an empty one");
+                std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
+                    path: path.into(),
+                    source,
+                })?;
+                sled::open(path)
+                    .map(|db| Self { db })
+                    .map_err(|source| StoreError::Open {
+                        path: path.into(),
+                        source,
+                    })
+            }
+            Err(source) => Err(StoreError::Open {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Whether the database answers (for readiness).
+    pub fn is_open(&self) -> bool {
+        self.db.contains_key(b"\0probe").is_ok()
+    }
+
+    /// Writes buffered snapshots to disk (on shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "could not flush snapshots; they will be rebuilt by replay");
+        }
+    }
+}
+
+fn key(entity: &EntityRef) -> String {
+    entity.to_string()
+}
+
+impl SnapshotStore for SledSnapshots {
+    fn load(&self, entity: &EntityRef) -> Option<Vec<u8>> {
+        match self.db.get(key(entity)) {
+            Ok(v) => v.map(|v| v.to_vec()),
+            Err(e) => {
+                tracing::warn!(%entity, error = %e, "snapshot unreadable; replaying the journal");
+                None
+            }
+        }
+    }
+
+    fn save(&self, entity: &EntityRef, bytes: Vec<u8>) {
+        if let Err(e) = self.db.insert(key(entity), bytes) {
+            tracing::warn!(%entity, error = %e, "snapshot not written; the next start replays more");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! An `orderflow serve` process, for tests that SIGKILL the node itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::nats::{eventually, free_port};
+
+/// A node running as its own process, with its own snapshot directory and log.
+pub struct NodeProcess {
+    child: Option<Child>,
+    nats_url: String,
+    http_port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl NodeProcess {
+    /// Starts `orderflow serve` against `nats_url`, snapshots under `dir`,
+    /// with extra `ORDERFLOW_*` settings; returns once `/readyz` says ready.
+    pub async fn start(nats_url: &str, dir: &Path, env: &[(&str, &str)]) -> NodeProcess {
+        let mut node = NodeProcess {
+            child: None,
+            nats_url: nats_url.to_owned(),
+            http_port: free_port(),
+            store: dir.join("snapshots"),
+            log: dir.join("node.log"),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        node.launch().await;
+        node
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The snapshot directory.
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+
+    async fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            .arg("serve")
+            .env("ORDERFLOW_NATS__URL", &self.nats_url)
+            .env("ORDERFLOW_HTTP__ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env("ORDERFLOW_STORE__PATH", &self.store)
+            .env("ORDERFLOW_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("orderflow serve starts");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let ready = format!("{}/readyz", self.base());
+        eventually(
+            &format!("the node on {} to be ready (log: {})", self.base(), self.log.display()),
+            Duration::from_secs(30),
+            || async {
+                http.get(&ready)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(drop)
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: no shutdown, no snapshot, no ack of anything in flight.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL is delivered");
+            child.wait().await.expect("the node is reaped");
+        }
+    }
+
+    /// Starts the node again on the same port and snapshot directory.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.launch().await;
+    }
+}
