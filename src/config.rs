@@ -104,7 +104,7 @@ pub struct ActorConfig {
     /// An actor unused this long snapshots and stops.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Snapshot an entity after this many inputs changed it (and on passivation).
+    /// Snapshot an entity after this many events folded in (and on passivation).
     pub snapshot_every: usize,
 }
 
@@ -155,7 +155,7 @@ impl Default for ActorConfig {
             call_timeout: Duration::from_secs(20),
             max_live: 10_000,
             idle_timeout: Duration::from_secs(30),
-            snapshot_every: 50,
+            snapshot_every: 500,
         }
     }
 }

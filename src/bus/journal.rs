@@ -5,10 +5,12 @@
 use std::time::SystemTime;
 
 use actors::journal::{Appended, Cause, Journal, JournalError, Journaled};
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
+use futures::StreamExt;
 use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::{self, Event};
 
@@ -25,6 +27,21 @@ pub struct Record {
     pub time: SystemTime,
     /// The message itself.
     pub message: StreamMessage,
+}
+
+/// How many messages of one journal are read by direct get before the
+/// rest is streamed (see [`NatsJournal::records`]).
+pub const DIRECT_GETS: usize = 16;
+
+impl Record {
+    fn of(message: StreamMessage) -> Self {
+        Record {
+            seq: message.sequence,
+            subject: message.subject.to_string(),
+            time: SystemTime::from(message.time),
+            message,
+        }
+    }
 }
 
 /// The journal of every entity kind, on one JetStream context.
@@ -55,26 +72,56 @@ impl NatsJournal {
     }
 
     /// Every message of `entity` after `after_seq`, undecoded.
+    ///
+    /// Short journals (an order's dozen events, the tail after a snapshot)
+    /// are read by direct get, one request per message and no server state;
+    /// past [`DIRECT_GETS`] messages the rest is streamed by an ordered
+    /// consumer, so a hot SKU's long journal replays at consumer speed.
     pub async fn records(&self, entity: &EntityRef, after_seq: u64) -> Result<Vec<Record>, JournalError> {
         let stream = self.stream(entity.kind);
         let filter = entity.journal_filter();
+        let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(format!("reading {filter}: {e}"));
         let mut records = Vec::new();
         let mut next = after_seq + 1;
-        loop {
+        while records.len() < DIRECT_GETS {
             match stream.direct_get_next_for_subject(filter.as_str(), Some(next)).await {
                 Ok(message) => {
                     next = message.sequence + 1;
-                    records.push(Record {
-                        seq: message.sequence,
-                        subject: message.subject.to_string(),
-                        time: SystemTime::from(message.time),
-                        message,
-                    });
+                    records.push(Record::of(message));
                 }
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(records),
-                Err(e) => return Err(JournalError::Unavailable(format!("reading {filter}: {e}"))),
+                Err(e) => return Err(unavailable(&e)),
             }
         }
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: next },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(records);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| unavailable(&e))?;
+            let info = message.info().map_err(|e| unavailable(&e))?;
+            let (sequence, time, pending) = (info.stream_sequence, info.published, info.pending);
+            let message = message.message;
+            records.push(Record::of(StreamMessage {
+                subject: message.subject,
+                sequence,
+                headers: message.headers.unwrap_or_default(),
+                payload: message.payload,
+                time,
+            }));
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(records)
     }
 
     /// Decodes one record of a journal of `E`s.

@@ -37,7 +37,7 @@ pub struct DirectoryConfig {
     pub max_live: usize,
     /// An actor unused this long snapshots and stops.
     pub idle_timeout: Duration,
-    /// Snapshot after this many inputs that changed an entity.
+    /// Snapshot after this many events folded into an entity.
     pub snapshot_every: usize,
 }
 

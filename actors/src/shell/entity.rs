@@ -32,7 +32,7 @@ pub struct EntityActor<B, J> {
 
 impl<B, J> EntityActor<B, J> {
     /// A shell that decides with `behavior`, stores in `journal`, and
-    /// snapshots after every `snapshot_every` inputs that changed it, and when it stops.
+    /// snapshots after every `snapshot_every` events it folds in, and when it stops.
     pub fn new(behavior: Arc<B>, journal: Arc<J>, snapshots: Arc<dyn SnapshotStore>, snapshot_every: usize) -> Self {
         Self {
             behavior,
@@ -55,19 +55,19 @@ pub struct EntityArgs {
 pub struct EntityState<A: Aggregate> {
     entity: EntityRef,
     cache: Cached<A>,
-    /// Inputs that changed the entity since the last snapshot.
-    unsnapshotted: usize,
+    /// `cache.folded` when the last snapshot was taken.
+    snapshotted_at: usize,
     _slot: Slot,
 }
 
 impl<B: Behavior, J: Journal> EntityActor<B, J> {
     fn snapshot(&self, state: &mut EntityState<B::Aggregate>) {
-        if state.unsnapshotted == 0 || state.cache.last_seq == 0 {
+        if state.cache.folded == state.snapshotted_at || state.cache.last_seq == 0 {
             return;
         }
         if let Some(bytes) = snapshot::encode(&state.cache.state, state.cache.last_seq) {
             self.snapshots.save(&state.entity, bytes);
-            state.unsnapshotted = 0;
+            state.snapshotted_at = state.cache.folded;
         }
     }
 }
@@ -81,17 +81,13 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         // A snapshot is only a head start: the cache is not "loaded" until
         // the journal's tail after it has been read.
         let cache = match self.snapshots.load(&args.entity).and_then(|b| snapshot::decode(&b)) {
-            Some((state, last_seq)) => Cached {
-                state,
-                last_seq,
-                loaded: false,
-            },
+            Some((state, last_seq)) => Cached::from_snapshot(state, last_seq),
             None => Cached::default(),
         };
         Ok(EntityState {
             entity: args.entity,
             cache,
-            unsnapshotted: 0,
+            snapshotted_at: 0,
             _slot: args.slot,
         })
     }
@@ -103,24 +99,24 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let EntityMsg::Execute { intent, cause, reply } = msg;
-        let before = state.cache.last_seq;
-        let result = execute(
+        // Boxed: the step's future (NATS round trips, gateway calls) is large,
+        // and inline it would size every idle actor's task for the worst case.
+        let step = execute(
             &*self.behavior,
             &*self.journal,
             &state.entity,
             &mut state.cache,
             &intent,
             &cause,
-        )
-        .await;
+        );
+        let result = Box::pin(step).await;
         if result.is_err() {
             // Whatever failed may have left the cache behind the journal.
             state.cache.loaded = false;
-        } else if state.cache.last_seq != before {
-            state.unsnapshotted += 1;
-            if state.unsnapshotted >= self.snapshot_every {
-                self.snapshot(state);
-            }
+        } else if state.cache.folded - state.snapshotted_at >= self.snapshot_every {
+            // Every `snapshot_every` events, replayed or appended: a long
+            // replay is kept at once, so the next start skips it.
+            self.snapshot(state);
         }
         // The caller may have given up waiting; the input will be redelivered.
         let _ = reply.send(result);

@@ -50,24 +50,35 @@ pub struct Cached<A: Aggregate> {
     /// False until the journal was read once; before that `state` is only
     /// a guess that the entity is new, which optimistic concurrency checks.
     pub loaded: bool,
+    /// Events folded in by this process (replayed or appended): tells the
+    /// shell when a snapshot would save a long replay.
+    pub folded: usize,
 }
 
 impl<A: Aggregate> Default for Cached<A> {
     fn default() -> Self {
-        Self {
-            state: A::State::default(),
-            last_seq: 0,
-            loaded: false,
-        }
+        Self::from_snapshot(A::State::default(), 0)
     }
 }
 
 impl<A: Aggregate> Cached<A> {
+    /// A cache that starts from a snapshot current to `last_seq`; the
+    /// journal's tail after it is still to be read.
+    pub fn from_snapshot(state: A::State, last_seq: u64) -> Self {
+        Self {
+            state,
+            last_seq,
+            loaded: false,
+            folded: 0,
+        }
+    }
+
     /// Folds in whatever the journal holds after `last_seq`.
     pub async fn catch_up<J: Journal>(&mut self, journal: &J, entity: &EntityRef) -> Result<(), JournalError> {
         for Journaled { seq, event } in journal.load::<A::Event>(entity, self.last_seq).await? {
             self.state = A::evolve(std::mem::take(&mut self.state), &event);
             self.last_seq = seq;
+            self.folded += 1;
         }
         self.loaded = true;
         Ok(())
@@ -128,6 +139,7 @@ where
                 Ok(a) if !a.duplicate => {
                     cache.state = B::Aggregate::evolve(std::mem::take(&mut cache.state), &event);
                     cache.last_seq = a.seq;
+                    cache.folded += 1;
                     appended.push(event);
                 }
                 // A duplicate means our copy is behind the journal: the
