@@ -9,9 +9,14 @@ use crate::config::GatewayConfig;
 /// The documented test token that every charge declines.
 pub const DECLINING_TOKEN: &str = "tok_decline";
 
+/// The documented test token whose charges never get an answer: the gateway
+/// is "down" for it, so the step fails transiently until it is dead-lettered.
+pub const UNAVAILABLE_TOKEN: &str = "tok_unavailable";
+
 /// A provider that answers from rules instead of a bank.
 ///
 /// - a charge with [`DECLINING_TOKEN`] is declined ("card declined");
+/// - a charge with [`UNAVAILABLE_TOKEN`] fails as if the provider were down;
 /// - a charge above `decline_above` minor units is declined ("amount over limit");
 /// - anything else is approved.
 ///
@@ -38,6 +43,9 @@ impl Gateway for SimulatedGateway {
         amount: &Money,
         payment_method: &str,
     ) -> Result<ChargeResult, GatewayError> {
+        if payment_method == UNAVAILABLE_TOKEN {
+            return Err(GatewayError("payment provider unavailable (test token)".into()));
+        }
         Ok(if payment_method == DECLINING_TOKEN {
             ChargeResult::Declined {
                 reason: "card declined".into(),

@@ -113,6 +113,28 @@ pub async fn run<H: Handler>(
     let _ = in_flight.acquire_many(config.max_in_flight.max(1) as u32).await;
 }
 
+/// Terminates with `+TERM <reason>`, so the server's MSG_TERMINATED advisory
+/// (and so the dead letter) says why. async-nats has no API for the reason.
+async fn terminate_with_reason(message: &Message, reason: &str) -> bool {
+    let Some(reply) = message.reply.clone() else {
+        return false;
+    };
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TERM_REASON)
+        .collect();
+    message
+        .context
+        .client()
+        .publish(reply, format!("+TERM {reason}").into())
+        .await
+        .is_ok()
+}
+
+/// The longest termination reason sent; advisories carry it verbatim.
+const MAX_TERM_REASON: usize = 512;
+
 async fn settle(consumer: &str, message: &Message, outcome: Result<(), Failure>, nak_delay: Duration) {
     let kind = match &outcome {
         Ok(()) => AckKind::Ack,
@@ -122,6 +144,9 @@ async fn settle(consumer: &str, message: &Message, outcome: Result<(), Failure>,
         }
         Err(Failure::Poison(reason)) => {
             tracing::error!(consumer, subject = %message.subject, %reason, "terminating poison message");
+            if terminate_with_reason(message, reason).await {
+                return;
+            }
             AckKind::Term
         }
     };

@@ -136,6 +136,34 @@ pub fn consumer_config(inbox: &Inbox, config: &Config) -> pull::Config {
     }
 }
 
+/// The stream that keeps every dead letter (invariant 7).
+pub const DEAD_LETTERS: &str = "DEAD_LETTERS";
+
+/// The server advisories that mark a message as given up: delivered
+/// `max_deliver` times, or terminated as poison.
+pub const DEAD_LETTER_ADVISORIES: [&str; 2] = [
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+    "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>",
+];
+
+/// The dead-letter stream: the server's advisories, captured. They are
+/// pointers (stream, sequence, consumer, deliveries, reason) without the
+/// payload; the original stays fetchable by sequence from its own stream,
+/// which is why those use Limits retention.
+pub fn dead_letter_config(config: &Config) -> stream::Config {
+    stream::Config {
+        name: DEAD_LETTERS.to_owned(),
+        subjects: DEAD_LETTER_ADVISORIES.iter().map(|s| s.to_string()).collect(),
+        retention: RetentionPolicy::Limits,
+        // Kept as long as the originals they point to.
+        max_age: config.nats.max_age,
+        storage: StorageType::File,
+        num_replicas: config.nats.replicas,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
 /// Creates or updates every stream and consumer; safe to run any number of times.
 pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> {
     for kind in EntityKind::ALL {
@@ -147,6 +175,12 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
                 source,
             })?;
     }
+    js.create_or_update_stream(dead_letter_config(config))
+        .await
+        .map_err(|source| TopologyError::Stream {
+            stream: DEAD_LETTERS,
+            source,
+        })?;
     for inbox in &INBOXES {
         let stream_name = inbox.source.stream();
         js.create_consumer_on_stream(consumer_config(inbox, config), stream_name)

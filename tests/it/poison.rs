@@ -1,49 +1,110 @@
-//! Garbage on an input subject is terminated; the consumer goes on.
+//! Poison on any input subject is terminated at once and dead-lettered with
+//! its reason; the consumers go on with the next messages.
+
+use std::collections::BTreeSet;
 
 use async_nats::header::HeaderMap;
+use orderflow::bus::topology::{DEAD_LETTERS, INBOXES};
+use serde_json::Value;
 
-use crate::support::{order_body, TestApp};
+use crate::support::{eventually, order_body, TestApp, SAGA_DEADLINE};
 
 #[tokio::test]
-async fn garbage_does_not_stop_the_saga() {
+async fn poison_on_every_input_is_dead_lettered_and_the_saga_goes_on() {
     let app = TestApp::spawn().await;
     app.restock("SKU-1", 5).await;
-    let poison_id = uuid::Uuid::new_v4();
-    // Random bytes, and a body claiming a schema version from the future.
-    app.js
-        .publish(
-            format!("orders.{poison_id}.placed"),
-            vec![0xc1, 0xff, 0x00, 0x13].into(),
-        )
-        .await
-        .expect("sent")
-        .await
-        .expect("stored");
-    let mut future = HeaderMap::new();
-    future.insert("Schema-Version", "99");
-    app.js
-        .publish_with_headers(format!("payments.{poison_id}.authorized"), future, vec![0x80].into())
-        .await
-        .expect("sent")
-        .await
-        .expect("stored");
+
+    // Random bytes, and a body claiming a schema version from the future,
+    // on every subject some consumer reads.
+    let mut poisoned: BTreeSet<(String, u64)> = BTreeSet::new();
+    for inbox in INBOXES {
+        for event_type in inbox.event_types {
+            let id = uuid::Uuid::new_v4();
+            let subject = format!("{}.{id}.{event_type}", inbox.source.space());
+            let random = app.js.publish(subject.clone(), vec![0xc1, 0xff, 0x00, 0x13].into());
+            let ack = random.await.expect("sent").await.expect("stored");
+            poisoned.insert((inbox.source.stream().to_owned(), ack.sequence));
+            let mut future = HeaderMap::new();
+            future.insert("Schema-Version", "99");
+            let unknown = app.js.publish_with_headers(subject, future, vec![0x80].into());
+            let ack = unknown.await.expect("sent").await.expect("stored");
+            poisoned.insert((inbox.source.stream().to_owned(), ack.sequence));
+        }
+    }
 
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
     assert_eq!(app.ended(&id).await["status"], "COMPLETED");
-    // The poison is not retried forever: each consumer settled it.
-    for (stream, consumer) in [("ORDERS", "order-saga"), ("PAYMENTS", "order-saga")] {
-        let what = format!("{stream}/{consumer} to settle every message");
-        crate::support::eventually_true(&what, crate::support::SAGA_DEADLINE, || async {
-            let mut c: async_nats::jetstream::consumer::PullConsumer = app
-                .js
-                .get_consumer_from_stream(consumer, stream)
-                .await
-                .expect("consumer");
-            c.info()
-                .await
-                .map(|i| i.num_ack_pending == 0 && i.num_pending == 0)
-                .unwrap_or(false)
-        })
-        .await;
+
+    // Each poison message is in DEAD_LETTERS as a termination advisory
+    // naming its stream, sequence and why; none was retried.
+    let advisories: Vec<Value> = eventually("every poison message to be dead-lettered", SAGA_DEADLINE, || async {
+        let stored = app.stored(DEAD_LETTERS, ">").await;
+        let advisories: Vec<Value> = stored
+            .iter()
+            .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+            .collect();
+        let pointed: BTreeSet<(String, u64)> = advisories
+            .iter()
+            .filter_map(|a| Some((a["stream"].as_str()?.to_owned(), a["stream_seq"].as_u64()?)))
+            .collect();
+        poisoned.is_subset(&pointed).then_some(advisories)
+    })
+    .await;
+    for advisory in &advisories {
+        assert_eq!(
+            advisory["type"], "io.nats.jetstream.advisory.v1.terminated",
+            "{advisory}"
+        );
+        assert_eq!(advisory["deliveries"], 1, "terminated at once: {advisory}");
+        let reason = advisory["reason"].as_str().unwrap_or_default();
+        let why = ["Schema-Version", "schema version", "not a valid"];
+        assert!(
+            why.iter().any(|w| reason.contains(w)),
+            "the reason says why: {advisory}"
+        );
+        // The original stays fetchable by sequence for inspection and replay.
+        let stream = app
+            .js
+            .get_stream(advisory["stream"].as_str().expect("stream"))
+            .await
+            .expect("stream");
+        let seq = advisory["stream_seq"].as_u64().expect("seq");
+        stream.direct_get(seq).await.expect("the original is still stored");
     }
+}
+
+#[tokio::test]
+async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
+    let nats = crate::support::NatsServer::start().await;
+    let mut config = crate::support::test_config(&nats.url());
+    config.consumers.max_deliver = 3;
+    config.consumers.nak_delay = std::time::Duration::from_millis(50);
+    let app = TestApp::spawn_on(nats, config).await;
+    let id = app
+        .place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_unavailable"))
+        .await;
+    let advisory: Value = eventually("the payment request to be dead-lettered", SAGA_DEADLINE, || async {
+        let requested_seq = app
+            .stored("ORDERS", &format!("orders.{id}.payment_requested"))
+            .await
+            .first()?
+            .sequence;
+        app.stored(DEAD_LETTERS, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>")
+            .await
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
+            .find(|a| a["stream_seq"].as_u64() == Some(requested_seq))
+    })
+    .await;
+    assert_eq!(advisory["consumer"], "payments", "{advisory}");
+    assert_eq!(advisory["deliveries"], 3, "{advisory}");
+    assert_eq!(
+        app.stored("ORDERS", &format!("orders.{id}.payment_requested"))
+            .await
+            .len(),
+        1
+    );
+    // Nothing was charged, and the order did not move on by itself.
+    assert!(app.stored("PAYMENTS", &format!("payments.{id}.*")).await.is_empty());
+    assert_eq!(app.order(&id).await["status"], "PENDING");
 }
