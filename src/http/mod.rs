@@ -8,9 +8,13 @@ pub mod views;
 
 use std::sync::Arc;
 
+use actors::shell::{execute, Cached, Executed, Pure};
+use actors::Aggregate;
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
+use schemas::subjects::EntityRef;
 use tower_http::trace::TraceLayer;
 
 use crate::bus::journal::NatsJournal;
@@ -28,6 +32,31 @@ pub struct AppState {
     pub client: async_nats::Client,
     /// JetStream, for readiness.
     pub js: async_nats::jetstream::Context,
+}
+
+/// Decides `command` against the entity's journal and appends the result
+/// under optimistic concurrency, as any writer may; returns what happened
+/// and the entity as last read.
+pub async fn decide_and_append<A: Aggregate>(
+    app: &AppState,
+    entity: &EntityRef,
+    command: &A::Command,
+    headers: &HeaderMap,
+) -> Result<(Executed<A>, A::State), Problem>
+where
+    A::Command: Clone,
+{
+    let mut cache = Cached::<A>::default();
+    let executed = execute(
+        &Pure::<A>::default(),
+        &*app.journal,
+        entity,
+        &mut cache,
+        command,
+        &orders::cause_of(headers),
+    )
+    .await?;
+    Ok((executed, cache.state))
 }
 
 /// The whole HTTP surface.

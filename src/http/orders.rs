@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use actors::journal::Cause;
-use actors::order::{OrderCommand, OrderRejection, OrderSaga};
-use actors::shell::{execute, Cached, Executed, Pure};
+use actors::order::{OrderCommand, OrderRejection, OrderSaga, OrderState};
+use actors::shell::Executed;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::problem::{parse_json, FieldError, Problem};
 use super::views::{self, OrderView};
-use super::AppState;
+use super::{decide_and_append, AppState};
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -162,22 +162,12 @@ pub async fn place(
         unreachable!("parse_body builds a Place")
     };
     let order_id = *order_id;
-    let entity = EntityRef::order(order_id);
-    let mut cache = Cached::<OrderSaga>::default();
-    let behavior = Pure::<OrderSaga>::default();
-    let status = match execute(
-        &behavior,
-        &*app.journal,
-        &entity,
-        &mut cache,
-        &command,
-        &cause_of(&headers),
-    )
-    .await?
-    {
+    let (executed, order) =
+        decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers).await?;
+    let status = match executed {
         Executed::Appended(_) => StatusCode::CREATED,
         Executed::Rejected(OrderRejection::AlreadyPlaced) => {
-            if !same_request(&cache, &command) {
+            if !same_request(&order, &command) {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
                     "idempotency-key-reused",
@@ -197,7 +187,7 @@ pub async fn place(
 }
 
 /// Whether the order already placed under a key is what this request asks.
-fn same_request(cache: &Cached<OrderSaga>, command: &OrderCommand) -> bool {
+fn same_request(order: &OrderState, command: &OrderCommand) -> bool {
     let (
         Some(order),
         OrderCommand::Place {
@@ -207,7 +197,7 @@ fn same_request(cache: &Cached<OrderSaga>, command: &OrderCommand) -> bool {
             payment_method,
             ..
         },
-    ) = (&cache.state, command)
+    ) = (order, command)
     else {
         return false;
     };
@@ -256,18 +246,10 @@ pub async fn cancel(
     if reason.len() > 500 {
         return Err(Problem::invalid_field("reason", "at most 500 characters"));
     }
-    let entity = EntityRef::order(order_id);
-    let mut cache = Cached::<OrderSaga>::default();
     let command = OrderCommand::Cancel { reason };
-    match execute(
-        &Pure::<OrderSaga>::default(),
-        &*app.journal,
-        &entity,
-        &mut cache,
-        &command,
-        &cause_of(&headers),
-    )
-    .await?
+    match decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers)
+        .await?
+        .0
     {
         Executed::Appended(_) => {}
         Executed::Rejected(OrderRejection::NotPlaced) => {

@@ -1,7 +1,7 @@
 //! `/api/v1/skus/{sku}`: read and restock.
 
 use actors::inventory::{Inventory, InventoryCommand, InventoryRejection};
-use actors::shell::{execute, Cached, Executed, Pure};
+use actors::shell::Executed;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -10,10 +10,10 @@ use schemas::subjects::EntityRef;
 use schemas::Sku;
 use serde::Deserialize;
 
-use super::orders::{cause_of, MAX_IDEMPOTENCY_KEY};
+use super::orders::MAX_IDEMPOTENCY_KEY;
 use super::problem::{parse_json, Problem};
 use super::views::{self, SkuView};
-use super::AppState;
+use super::{decide_and_append, AppState};
 
 /// The body of `POST /api/v1/skus/{sku}/restock`.
 #[derive(Debug, Deserialize)]
@@ -57,26 +57,17 @@ pub async fn restock(
         }
     };
     let entity = EntityRef::inventory(&sku);
-    let mut cache = Cached::<Inventory>::default();
+
     let command = InventoryCommand::Restock {
         sku: sku.clone(),
         quantity: body.quantity,
         restock_id,
     };
-    match execute(
-        &Pure::<Inventory>::default(),
-        &*app.journal,
-        &entity,
-        &mut cache,
-        &command,
-        &cause_of(&headers),
-    )
-    .await?
-    {
-        Executed::Appended(_) => Ok(Json(SkuView::of(sku, &cache.state))),
-        Executed::Rejected(e @ InventoryRejection::BadRestock) => {
+    match decide_and_append::<Inventory>(&app, &entity, &command, &headers).await? {
+        (Executed::Appended(_), stock) => Ok(Json(SkuView::of(sku, &stock))),
+        (Executed::Rejected(e @ InventoryRejection::BadRestock), _) => {
             Err(Problem::invalid_field("quantity", e.to_string()))
         }
-        Executed::Rejected(other) => Err(Problem::unavailable(other.to_string())),
+        (Executed::Rejected(other), _) => Err(Problem::unavailable(other.to_string())),
     }
 }

@@ -17,22 +17,10 @@ use schemas::payment::PaymentEvent;
 use schemas::subjects::EntityRef;
 use schemas::wire::{self, Event};
 use schemas::{Currency, CustomerId, Money, OrderId, Quantity, Sku};
-use tokio::process::Command;
 
-use crate::support::{eventually, eventually_true, order_body, send, test_config, NatsServer, TestApp, SAGA_DEADLINE};
-
-/// Runs the binary without blocking the runtime the node under test shares.
-async fn orderflow_audit(nats_url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orderflow"))
-        .arg("audit")
-        .args(args)
-        .env("ORDERFLOW_NATS__URL", nats_url)
-        .env("ORDERFLOW_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("the orderflow binary runs")
-}
+use crate::support::{
+    eventually, eventually_true, order_body, orderflow_cli, send, test_config, NatsServer, TestApp, SAGA_DEADLINE,
+};
 
 fn categories(report: &AuditReport) -> Vec<Category> {
     report.violations().iter().map(|c| c.category).collect()
@@ -98,10 +86,10 @@ async fn a_clean_journal_passes_with_the_right_counts() {
     let text = report.to_string();
     assert!(text.contains("violations: none"), "{text}");
 
-    let out = orderflow_audit(&app.nats.url(), &[]).await;
+    let out = orderflow_cli(&app.nats.url(), &["audit"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 placed: 1 completed"));
-    let out = orderflow_audit(&app.nats.url(), &["--json", "--grace", "1m"]).await;
+    let out = orderflow_cli(&app.nats.url(), &["audit", "--json", "--grace", "1m"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     assert_eq!(json["orders"]["placed"], 4);
@@ -469,7 +457,7 @@ async fn every_broken_invariant_is_reported() {
     assert_eq!((report.orders.in_flight, report.orders.stuck), (0, 1), "{report}");
     assert_eq!(mentions(&report, Category::Stuck, &running.to_string()), 1, "{report}");
 
-    let out = orderflow_audit(&nats.url(), &[]).await;
+    let out = orderflow_cli(&nats.url(), &["audit"]).await;
     assert!(!out.status.success(), "violations must fail the command");
     assert!(String::from_utf8_lossy(&out.stderr).contains("violations"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("leak (1)"));

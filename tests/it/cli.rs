@@ -1,35 +1,21 @@
 //! The command line against a real server: setup is idempotent, tail decodes.
 
-use tokio::process::Command;
-
 use serde_json::Value;
 
-use crate::support::{order_body, TestApp};
-
-/// Runs the binary without blocking the runtime the node under test shares.
-async fn orderflow(nats_url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orderflow"))
-        .args(args)
-        .env("ORDERFLOW_NATS__URL", nats_url)
-        .env("ORDERFLOW_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("the orderflow binary runs")
-}
+use crate::support::{order_body, orderflow_cli, TestApp};
 
 #[tokio::test]
 async fn setup_runs_twice_and_tail_prints_decoded_json_lines() {
     let app = TestApp::spawn().await;
     for _ in 0..2 {
-        let out = orderflow(&app.nats.url(), &["setup"]).await;
+        let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     app.restock("SKU-1", 2).await;
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
     app.ended(&id).await;
 
-    let out = orderflow(
+    let out = orderflow_cli(
         &app.nats.url(),
         &["events", "tail", "--stream", "ORDERS", "--from-start", "--limit", "5"],
     )
@@ -57,7 +43,7 @@ async fn setup_runs_twice_and_tail_prints_decoded_json_lines() {
         assert!(line["headers"]["Nats-Msg-Id"].as_str().is_some_and(|m| m.contains(&id)));
     }
 
-    let out = orderflow(&app.nats.url(), &["order", "get", "--url", &app.base, &id]).await;
+    let out = orderflow_cli(&app.nats.url(), &["order", "get", "--url", &app.base, &id]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let order: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(order["status"], "COMPLETED");

@@ -171,6 +171,19 @@ pub async fn audit_passes(js: &async_nats::jetstream::Context) -> orderflow::aud
     report
 }
 
+/// Runs the `orderflow` binary against `nats_url`. Asynchronously: a
+/// blocking wait would stall the runtime an in-process node shares.
+pub async fn orderflow_cli(nats_url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(args)
+        .env("ORDERFLOW_NATS__URL", nats_url)
+        .env("ORDERFLOW_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the orderflow binary runs")
+}
+
 /// Sends a request and reads its JSON answer.
 pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("the node answers");
