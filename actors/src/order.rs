@@ -32,6 +32,8 @@ pub enum OrderStatus {
     StockReserved,
     /// Undoing payment and reservations before ending.
     Compensating,
+    /// A step was dead-lettered; an operator must look (replay or discard).
+    AttentionRequired,
     /// Terminal: done.
     Completed,
     /// Terminal: declined or exhausted.
@@ -109,6 +111,12 @@ pub struct Order {
     pub compensation: Option<Compensation>,
     /// How it ended, and why.
     pub ended: Option<(Outcome, String)>,
+    /// Why it waits for an operator, until the saga moves again.
+    #[serde(default)]
+    pub attention: Option<String>,
+    /// Dead letters already recorded (stream, sequence), so each is told once.
+    #[serde(default)]
+    pub dead_letters: BTreeSet<(String, u64)>,
 }
 
 impl Order {
@@ -118,6 +126,7 @@ impl Order {
             (Some((Outcome::Completed, _)), _) => OrderStatus::Completed,
             (Some((Outcome::Failed, _)), _) => OrderStatus::Failed,
             (Some((Outcome::Cancelled, _)), _) => OrderStatus::Cancelled,
+            (None, _) if self.attention.is_some() => OrderStatus::AttentionRequired,
             (None, Some(_)) => OrderStatus::Compensating,
             (None, None) if self.all_reserved() => OrderStatus::StockReserved,
             (None, None) if self.payment == PaymentStep::Authorized => OrderStatus::PaymentAuthorized,
@@ -186,6 +195,13 @@ pub enum OrderCommand {
     RecordRefund { refund_id: String },
     /// A SKU released its reservation.
     RecordRelease { sku: Sku },
+    /// A message of this order's saga was dead-lettered.
+    RecordDeadLetter {
+        reason: String,
+        stream: String,
+        stream_seq: u64,
+        consumer: String,
+    },
 }
 
 /// Why an order refused a command.
@@ -276,6 +292,8 @@ impl Aggregate for OrderSaga {
                     cancel_requested: None,
                     compensation: None,
                     ended: None,
+                    attention: None,
+                    dead_letters: BTreeSet::new(),
                 }),
                 _ => None,
             };
@@ -285,10 +303,10 @@ impl Aggregate for OrderSaga {
         if order.ended.is_some() {
             return Some(order);
         }
-        match event {
-            OrderEvent::Placed { .. } => {}
+        let moved = match event {
             OrderEvent::PaymentRequested { .. } if order.payment == PaymentStep::NotRequested => {
                 order.payment = PaymentStep::Requested;
+                true
             }
             OrderEvent::StockRequested { payment_id, lines }
                 if order.payment == PaymentStep::Requested && order.stock.is_empty() =>
@@ -296,15 +314,19 @@ impl Aggregate for OrderSaga {
                 order.payment = PaymentStep::Authorized;
                 order.payment_id = Some(payment_id.clone());
                 order.stock = lines.iter().map(|l| (l.sku.clone(), StockStep::Requested)).collect();
+                true
             }
             OrderEvent::StockReserved { sku, .. } if order.stock.get(sku) == Some(&StockStep::Requested) => {
                 order.stock.insert(sku.clone(), StockStep::Reserved);
+                true
             }
             OrderEvent::StockRejected { sku, .. } if order.stock.get(sku) == Some(&StockStep::Requested) => {
                 order.stock.insert(sku.clone(), StockStep::Rejected);
+                true
             }
             OrderEvent::CancelRequested { reason } if order.cancel_requested.is_none() => {
                 order.cancel_requested = Some(reason.clone());
+                true
             }
             OrderEvent::Compensating {
                 outcome,
@@ -321,26 +343,47 @@ impl Aggregate for OrderSaga {
                     refund_pending: refund.is_some(),
                     release_pending: release.iter().cloned().collect(),
                 });
+                true
             }
-            OrderEvent::RefundConfirmed { .. } => {
-                if let Some(c) = &mut order.compensation {
+            OrderEvent::RefundConfirmed { .. } => match &mut order.compensation {
+                Some(c) if c.refund_pending => {
                     c.refund_pending = false;
+                    true
                 }
-            }
-            OrderEvent::ReleaseConfirmed { sku } => {
-                if let Some(c) = &mut order.compensation {
-                    c.release_pending.remove(sku);
+                _ => false,
+            },
+            OrderEvent::ReleaseConfirmed { sku } => order
+                .compensation
+                .as_mut()
+                .is_some_and(|c| c.release_pending.remove(sku)),
+            OrderEvent::AttentionRequired {
+                reason,
+                stream,
+                stream_seq,
+                ..
+            } => {
+                if order.dead_letters.insert((stream.clone(), *stream_seq)) {
+                    order.attention = Some(reason.clone());
                 }
+                false
             }
-            OrderEvent::Completed { .. } => order.ended = Some((Outcome::Completed, String::new())),
+            OrderEvent::Completed { .. } => {
+                order.ended = Some((Outcome::Completed, String::new()));
+                true
+            }
             OrderEvent::Failed { reason, .. } | OrderEvent::Cancelled { reason, .. } => {
                 if order.payment == PaymentStep::Requested {
                     order.payment = PaymentStep::Declined;
                 }
                 let outcome = event.outcome().unwrap_or(Outcome::Failed);
                 order.ended = Some((outcome, reason.clone()));
+                true
             }
-            _ => {}
+            _ => false,
+        };
+        // A real step after a dead letter means the saga moves again.
+        if moved {
+            order.attention = None;
         }
         Some(order)
     }
@@ -419,6 +462,24 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
             Some(_) => Vec::new(),
             None => return Err(unexpected("refund")),
         },
+        OrderCommand::RecordDeadLetter { stream, stream_seq, .. }
+            if order.dead_letters.contains(&(stream.clone(), *stream_seq)) =>
+        {
+            Vec::new()
+        }
+        OrderCommand::RecordDeadLetter {
+            reason,
+            stream,
+            stream_seq,
+            consumer,
+        } => {
+            vec![OrderEvent::AttentionRequired {
+                reason: reason.clone(),
+                stream: stream.clone(),
+                stream_seq: *stream_seq,
+                consumer: consumer.clone(),
+            }]
+        }
         OrderCommand::RecordRelease { sku } => match &order.compensation {
             Some(c) if c.release_pending.contains(sku) => vec![OrderEvent::ReleaseConfirmed { sku: sku.clone() }],
             Some(_) if order.stock.get(sku) == Some(&StockStep::Reserved) => Vec::new(),

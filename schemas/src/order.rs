@@ -82,6 +82,16 @@ pub enum OrderEvent {
     RefundConfirmed { refund_id: String },
     /// One SKU confirmed the release of its reservation.
     ReleaseConfirmed { sku: Sku },
+    /// A step of this order was dead-lettered: it waits for an operator.
+    AttentionRequired {
+        /// Why, in words.
+        reason: String,
+        /// The stream and sequence of the dead-lettered message.
+        stream: String,
+        stream_seq: u64,
+        /// The consumer that gave up on it.
+        consumer: String,
+    },
     /// Terminal: paid and reserved. Terminal events name the customer so
     /// downstream consumers (notifications) need not read the whole journal.
     Completed { customer_id: CustomerId },
@@ -105,6 +115,7 @@ impl Event for OrderEvent {
             Self::Compensating { .. } => "compensating",
             Self::RefundConfirmed { .. } => "refund_confirmed",
             Self::ReleaseConfirmed { .. } => "release_confirmed",
+            Self::AttentionRequired { .. } => "attention_required",
             Self::Completed { .. } => "completed",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
@@ -118,6 +129,9 @@ impl Event for OrderEvent {
         match self {
             Self::StockReserved { sku, .. } | Self::StockRejected { sku, .. } | Self::ReleaseConfirmed { sku } => {
                 format!("{}:{sku}", self.event_type())
+            }
+            Self::AttentionRequired { stream, stream_seq, .. } => {
+                format!("{}:{stream}:{stream_seq}", self.event_type())
             }
             _ => self.event_type().to_owned(),
         }

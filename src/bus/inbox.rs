@@ -12,7 +12,6 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 
-use super::topology::Inbox;
 use crate::config::ConsumerConfig;
 
 /// What became of one message, and so how it is acknowledged.
@@ -41,30 +40,31 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &Message) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// Consumes `inbox` until `stop` turns true, then waits for messages in flight.
+/// Consumes the durable consumer `durable` of `stream` until `stop` turns true,
+/// then waits for messages in flight.
 pub async fn run<H: Handler>(
     js: Context,
-    inbox: Inbox,
+    stream: &'static str,
+    durable: &'static str,
     handler: Arc<H>,
     config: ConsumerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let stream = inbox.source.stream();
     'consume: while !*stop.borrow() {
-        let bind = || async { js.get_consumer_from_stream::<_, _, _>(inbox.name, stream).await };
+        let bind = || async { js.get_consumer_from_stream::<_, _, _>(durable, stream).await };
         let consumer: PullConsumer = match bind
             .retry(
                 ExponentialBuilder::default()
                     .with_max_delay(Duration::from_secs(5))
                     .with_max_times(10),
             )
-            .notify(|e, wait| tracing::warn!(consumer = inbox.name, stream, error = %e, ?wait, "binding consumer"))
+            .notify(|e, wait| tracing::warn!(consumer = durable, stream, error = %e, ?wait, "binding consumer"))
             .await
         {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(consumer = inbox.name, stream, error = %e, "consumer unavailable; trying again");
+                tracing::error!(consumer = durable, stream, error = %e, "consumer unavailable; trying again");
                 continue;
             }
         };
@@ -79,7 +79,7 @@ pub async fn run<H: Handler>(
         let mut messages = match messages {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(consumer = inbox.name, stream, error = %e, "could not start pulling; retrying");
+                tracing::warn!(consumer = durable, stream, error = %e, "could not start pulling; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -97,12 +97,12 @@ pub async fn run<H: Handler>(
                     let handler = handler.clone();
                     let nak_delay = config.nak_delay;
                     tokio::spawn(async move {
-                        settle(inbox.name, &message, handler.handle(&message).await, nak_delay).await;
+                        settle(durable, &message, handler.handle(&message).await, nak_delay).await;
                         drop(permit);
                     });
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(consumer = inbox.name, stream, error = %e, "pull interrupted; re-creating it");
+                    tracing::warn!(consumer = durable, stream, error = %e, "pull interrupted; re-creating it");
                     continue 'consume;
                 }
                 None => continue 'consume,

@@ -164,6 +164,25 @@ pub fn dead_letter_config(config: &Config) -> stream::Config {
     }
 }
 
+/// The consumer that flags orders whose messages were dead-lettered.
+pub const ORDER_ATTENTION: &str = "order-attention";
+
+/// Reads every dead letter once, to flag the order it belongs to.
+pub fn attention_consumer_config(config: &Config) -> pull::Config {
+    let c = &config.consumers;
+    pull::Config {
+        durable_name: Some(ORDER_ATTENTION.to_owned()),
+        description: Some(format!("orderflow {ORDER_ATTENTION} <- {DEAD_LETTERS}")),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: c.ack_wait,
+        max_deliver: c.max_deliver,
+        max_ack_pending: i64::try_from(c.max_in_flight).unwrap_or(i64::MAX),
+        inactive_threshold: std::time::Duration::ZERO,
+        ..Default::default()
+    }
+}
+
 /// Creates or updates every stream and consumer; safe to run any number of times.
 pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> {
     for kind in EntityKind::ALL {
@@ -179,6 +198,13 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
         .await
         .map_err(|source| TopologyError::Stream {
             stream: DEAD_LETTERS,
+            source,
+        })?;
+    js.create_consumer_on_stream(attention_consumer_config(config), DEAD_LETTERS)
+        .await
+        .map_err(|source| TopologyError::Consumer {
+            stream: DEAD_LETTERS,
+            consumer: ORDER_ATTENTION,
             source,
         })?;
     for inbox in &INBOXES {

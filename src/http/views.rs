@@ -38,7 +38,7 @@ pub struct OrderView {
     pub customer_id: String,
     /// Where it stands.
     pub status: OrderStatus,
-    /// Why it failed or was cancelled.
+    /// Why it failed or was cancelled, or why it needs attention.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What was ordered.
@@ -74,7 +74,11 @@ pub async fn order(journal: &NatsJournal, id: OrderId) -> Result<Option<OrderVie
     let Some(order): Option<Order> = OrderSaga::replay(&events) else {
         return Ok(None);
     };
-    let reason = order.ended.as_ref().map(|(_, r)| r.clone()).filter(|r| !r.is_empty());
+    // Why it ended, or why it waits for an operator.
+    let reason = match &order.ended {
+        Some((_, r)) => Some(r.clone()).filter(|r| !r.is_empty()),
+        None => order.attention.clone(),
+    };
     let history = records
         .iter()
         .zip(events)

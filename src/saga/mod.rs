@@ -1,5 +1,6 @@
 //! The saga's actors and the inboxes that feed them.
 
+mod dead_letters;
 mod handlers;
 
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use actors::snapshot::SnapshotStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bus::inbox;
 use crate::bus::journal::NatsJournal;
+use crate::bus::{inbox, topology};
 use crate::config::Config;
 use crate::gateway::SimulatedGateway;
 
@@ -87,11 +88,22 @@ pub fn spawn_inboxes(
         let route = Arc::new(handlers::Route::new(input, actors.clone()));
         tasks.spawn(inbox::run(
             js.clone(),
-            inbox,
+            inbox.source.stream(),
+            inbox.name,
             route,
             config.consumers.clone(),
             stop.clone(),
         ));
     }
+    let attention = Arc::new(dead_letters::AttentionRoute::new(js.clone(), actors.clone()));
+    let (stream, consumer) = (topology::DEAD_LETTERS, topology::ORDER_ATTENTION);
+    tasks.spawn(inbox::run(
+        js.clone(),
+        stream,
+        consumer,
+        attention,
+        config.consumers.clone(),
+        stop.clone(),
+    ));
     tasks
 }

@@ -104,7 +104,20 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
             .len(),
         1
     );
-    // Nothing was charged, and the order did not move on by itself.
+    // Nothing was charged, and the order says plainly that it needs an operator.
     assert!(app.stored("PAYMENTS", &format!("payments.{id}.*")).await.is_empty());
-    assert_eq!(app.order(&id).await["status"], "PENDING");
+    let order = eventually("the order to ask for attention", SAGA_DEADLINE, || async {
+        let order = app.order(&id).await;
+        (order["status"] == "ATTENTION_REQUIRED").then_some(order)
+    })
+    .await;
+    let reason = order["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("payments gave up") && reason.contains("after 3 deliveries"),
+        "{order}"
+    );
+    assert_eq!(
+        crate::support::history(&order).last().map(String::as_str),
+        Some("attention_required")
+    );
 }

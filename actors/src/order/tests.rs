@@ -57,6 +57,12 @@ fn any_command(order_id: OrderId) -> impl Strategy<Value = OrderCommand> {
             refund_id: "ref_1".into()
         }),
         sku.prop_map(|sku| OrderCommand::RecordRelease { sku }),
+        (1u64..4).prop_map(|stream_seq| OrderCommand::RecordDeadLetter {
+            reason: "gave up".into(),
+            stream: "ORDERS".into(),
+            stream_seq,
+            consumer: "payments".into(),
+        }),
     ]
 }
 
@@ -67,6 +73,9 @@ fn status(state: &OrderState) -> Option<OrderStatus> {
 fn allowed(from: Option<OrderStatus>, to: Option<OrderStatus>) -> bool {
     use OrderStatus::*;
     match (from, to) {
+        // A dead letter pauses any unfinished saga; the next step resumes it.
+        (Some(a), Some(AttentionRequired)) if !a.is_terminal() => true,
+        (Some(AttentionRequired), Some(_)) => true,
         (None, None | Some(Pending)) => true,
         (Some(a), Some(b)) if a == b => true,
         (Some(Pending), Some(PaymentAuthorized | Compensating | Failed | Cancelled)) => true,
