@@ -72,7 +72,8 @@ impl WaitQuery {
     }
 }
 
-fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<OrderCommand, Problem> {
+/// The order id the request names (from its key) and the command to place it.
+fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<(OrderId, OrderCommand), Problem> {
     let mut errors = Vec::new();
     let mut err = |field: String, message: String| errors.push(FieldError { field, message });
     let customer_id = CustomerId::parse(&body.customer_id)
@@ -110,13 +111,16 @@ fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<OrderCommand, P
         Some(key) => OrderId::from_idempotency_key(&customer_id, key),
         None => OrderId::random(),
     };
-    Ok(OrderCommand::Place {
+    Ok((
         order_id,
-        customer_id,
-        lines,
-        currency,
-        payment_method: body.payment_method,
-    })
+        OrderCommand::Place {
+            order_id,
+            customer_id,
+            lines,
+            currency,
+            payment_method: body.payment_method,
+        },
+    ))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
@@ -157,11 +161,7 @@ pub async fn place(
 ) -> Result<Response, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
-    let command = parse_body(parse_json(&body)?, key)?;
-    let OrderCommand::Place { order_id, .. } = &command else {
-        unreachable!("parse_body builds a Place")
-    };
-    let order_id = *order_id;
+    let (order_id, command) = parse_body(parse_json(&body)?, key)?;
     let (executed, order) =
         decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers).await?;
     let status = match executed {
