@@ -1,6 +1,9 @@
 //! The simulated payment provider: deterministic rules, so tests and demos
 //! can choose an outcome, and idempotent by construction, like a real one.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use actors::payment::{ChargeResult, Gateway, GatewayError};
 use schemas::{Money, OrderId};
 
@@ -8,6 +11,13 @@ use crate::config::GatewayConfig;
 
 /// The documented test token that every charge declines.
 pub const DECLINING_TOKEN: &str = "tok_decline";
+
+/// The documented test token whose first [`FLAKY_FAILURES`] charges per
+/// order fail as if the provider were down, and whose next one succeeds.
+pub const FLAKY_TOKEN: &str = "tok_flaky";
+
+/// How many charges of a [`FLAKY_TOKEN`] order fail before one succeeds.
+pub const FLAKY_FAILURES: u32 = 2;
 
 /// The documented test token whose charges never get an answer: the gateway
 /// is "down" for it, so the step fails transiently until it is dead-lettered.
@@ -17,14 +27,17 @@ pub const UNAVAILABLE_TOKEN: &str = "tok_unavailable";
 ///
 /// - a charge with [`DECLINING_TOKEN`] is declined ("card declined");
 /// - a charge with [`UNAVAILABLE_TOKEN`] fails as if the provider were down;
+/// - a charge with [`FLAKY_TOKEN`] fails twice per order (counted in this
+///   process), then succeeds;
 /// - a charge above `decline_above` minor units is declined ("amount over limit");
 /// - anything else is approved.
 ///
 /// Payment and refund ids derive from the order id (the idempotency key),
 /// so repeating a call returns the same answer, across restarts too.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SimulatedGateway {
     decline_above: u64,
+    flaky_attempts: Mutex<HashMap<OrderId, u32>>,
 }
 
 impl SimulatedGateway {
@@ -32,6 +45,7 @@ impl SimulatedGateway {
     pub fn new(config: &GatewayConfig) -> Self {
         Self {
             decline_above: config.decline_above,
+            flaky_attempts: Mutex::default(),
         }
     }
 }
@@ -43,6 +57,19 @@ impl Gateway for SimulatedGateway {
         amount: &Money,
         payment_method: &str,
     ) -> Result<ChargeResult, GatewayError> {
+        if payment_method == FLAKY_TOKEN {
+            let mut attempts = self
+                .flaky_attempts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let n = attempts.entry(order_id).or_insert(0);
+            *n += 1;
+            if *n <= FLAKY_FAILURES {
+                return Err(GatewayError(format!(
+                    "payment provider unavailable (test token, attempt {n})"
+                )));
+            }
+        }
         if payment_method == UNAVAILABLE_TOKEN {
             return Err(GatewayError("payment provider unavailable (test token)".into()));
         }

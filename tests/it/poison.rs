@@ -121,3 +121,21 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
         Some("attention_required")
     );
 }
+
+#[tokio::test]
+async fn a_step_that_fails_twice_is_retried_and_completes_without_a_dead_letter() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 5).await;
+    let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_flaky")).await;
+    let order = app.ended(&id).await;
+    assert_eq!(order["status"], "COMPLETED", "{order}");
+    assert_eq!(
+        app.stored("PAYMENTS", &format!("payments.{id}.authorized")).await.len(),
+        1
+    );
+    assert!(
+        app.stored(DEAD_LETTERS, ">").await.is_empty(),
+        "a retried step is no dead letter"
+    );
+    assert!(!crate::support::history(&order).contains(&"attention_required".to_owned()));
+}
