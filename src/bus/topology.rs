@@ -114,11 +114,17 @@ pub fn stream_config(kind: EntityKind, config: &Config) -> stream::Config {
 
 /// The configuration of one durable inbox.
 pub fn consumer_config(inbox: &Inbox, config: &Config) -> pull::Config {
+    durable_config(inbox.name, inbox.source.stream(), inbox.filters(), config)
+}
+
+/// A durable consumer named `name` on `stream`, reading `filters` (all if
+/// empty), with the settings every orderflow consumer shares.
+fn durable_config(name: &str, stream: &str, filters: Vec<String>, config: &Config) -> pull::Config {
     let c = &config.consumers;
     pull::Config {
-        durable_name: Some(inbox.name.to_owned()),
-        description: Some(format!("orderflow {} <- {}", inbox.name, inbox.source.stream())),
-        filter_subjects: inbox.filters(),
+        durable_name: Some(name.to_owned()),
+        description: Some(format!("orderflow {name} <- {stream}")),
+        filter_subjects: filters,
         deliver_policy: DeliverPolicy::All,
         // Ack after effect (invariant 4): a message is done only when the
         // events it caused are stored.
@@ -169,18 +175,7 @@ pub const ORDER_ATTENTION: &str = "order-attention";
 
 /// Reads every dead letter once, to flag the order it belongs to.
 pub fn attention_consumer_config(config: &Config) -> pull::Config {
-    let c = &config.consumers;
-    pull::Config {
-        durable_name: Some(ORDER_ATTENTION.to_owned()),
-        description: Some(format!("orderflow {ORDER_ATTENTION} <- {DEAD_LETTERS}")),
-        deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
-        ack_wait: c.ack_wait,
-        max_deliver: c.max_deliver,
-        max_ack_pending: i64::try_from(c.max_in_flight).unwrap_or(i64::MAX),
-        inactive_threshold: std::time::Duration::ZERO,
-        ..Default::default()
-    }
+    durable_config(ORDER_ATTENTION, DEAD_LETTERS, Vec::new(), config)
 }
 
 /// Creates or updates every stream and consumer; safe to run any number of times.
