@@ -82,3 +82,37 @@ impl SnapshotStore for SledSnapshots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_survive_a_reopen_and_a_garbage_store_starts_cold() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("snapshots");
+        let entity = EntityRef::order(schemas::OrderId::random());
+        {
+            let store = SledSnapshots::open(&path).expect("opens");
+            store.save(&entity, vec![1, 2, 3]);
+            store.flush();
+        }
+        assert_eq!(
+            SledSnapshots::open(&path).expect("reopens").load(&entity),
+            Some(vec![1, 2, 3])
+        );
+
+        let garbage = dir.path().join("garbage");
+        std::fs::create_dir_all(&garbage).expect("a directory");
+        std::fs::write(garbage.join("conf"), b"\xff\xfe not a sled config").expect("written");
+        std::fs::write(garbage.join("db"), vec![0xa5; 4096]).expect("written");
+        let store = SledSnapshots::open(&garbage).expect("an unreadable store is replaced by an empty one");
+        assert!(store.is_open());
+        assert_eq!(store.load(&entity), None);
+        let aside = garbage.with_extension(format!("unreadable-{}", std::process::id()));
+        assert!(
+            aside.join("db").is_file(),
+            "the unreadable store is kept aside for inspection"
+        );
+    }
+}
