@@ -26,6 +26,39 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Local snapshots.
     pub store: StoreConfig,
+    /// Logs and metrics.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Logs and metrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// How often gauges read from the broker (consumer lag, dead-letter backlog) are refreshed.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// `text` for people at a terminal, `json` for log collectors.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with span fields (`order_id`, `trace_id`).
+    Json,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(5),
+            log_format: LogFormat::Text,
+        }
+    }
 }
 
 /// Local snapshots (a cache; deleting them costs only replay time).
@@ -114,6 +147,9 @@ pub struct ActorConfig {
 pub struct GatewayConfig {
     /// Charges above this many minor units are declined.
     pub decline_above: u64,
+    /// A provider outage, for drills: every charge fails transiently until
+    /// the node runs without it (then dead letters can be replayed).
+    pub outage: bool,
 }
 
 impl Default for NatsConfig {
@@ -149,6 +185,19 @@ impl Default for ConsumerConfig {
     }
 }
 
+impl ConsumerConfig {
+    /// How long to wait before redelivering a message that failed
+    /// transiently on its `delivered`-th delivery: the `backoff` schedule
+    /// (its last value repeating) when one is configured, else `nak_delay`.
+    pub fn retry_delay(&self, delivered: i64) -> Duration {
+        let attempt = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
+        match self.backoff.get(attempt).or(self.backoff.last()) {
+            Some(delay) => **delay,
+            None => self.nak_delay,
+        }
+    }
+}
+
 impl Default for ActorConfig {
     fn default() -> Self {
         Self {
@@ -164,6 +213,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             decline_above: 1_000_000,
+            outage: false,
         }
     }
 }
@@ -208,5 +258,21 @@ mod tests {
             assert!(Config::load(None).is_err(), "a misspelt setting must fail fast");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_example_file_lists_every_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("orderflow.example.toml");
+        let example = Config::load(Some(&path)).expect("the example file loads");
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
+    fn transient_retries_follow_the_backoff_schedule_then_repeat_its_last_step() {
+        let mut consumers = ConsumerConfig::default();
+        assert_eq!(consumers.retry_delay(1), consumers.nak_delay);
+        consumers.backoff = [1, 5, 30].map(|s| Duration::from_secs(s).into()).to_vec();
+        let delays: Vec<u64> = (0..6).map(|d| consumers.retry_delay(d).as_secs()).collect();
+        assert_eq!(delays, [1, 1, 5, 30, 30, 30]);
     }
 }

@@ -26,6 +26,7 @@ pub const UNAVAILABLE_TOKEN: &str = "tok_unavailable";
 /// A provider that answers from rules instead of a bank.
 ///
 /// - a charge with [`DECLINING_TOKEN`] is declined ("card declined");
+/// - during an outage drill (`gateway.outage`), every charge fails as if the provider were down;
 /// - a charge with [`UNAVAILABLE_TOKEN`] fails as if the provider were down;
 /// - a charge with [`FLAKY_TOKEN`] fails twice per order (counted in this
 ///   process), then succeeds;
@@ -37,6 +38,7 @@ pub const UNAVAILABLE_TOKEN: &str = "tok_unavailable";
 #[derive(Debug)]
 pub struct SimulatedGateway {
     decline_above: u64,
+    outage: bool,
     flaky_attempts: Mutex<HashMap<OrderId, u32>>,
 }
 
@@ -45,6 +47,7 @@ impl SimulatedGateway {
     pub fn new(config: &GatewayConfig) -> Self {
         Self {
             decline_above: config.decline_above,
+            outage: config.outage,
             flaky_attempts: Mutex::default(),
         }
     }
@@ -57,6 +60,9 @@ impl Gateway for SimulatedGateway {
         amount: &Money,
         payment_method: &str,
     ) -> Result<ChargeResult, GatewayError> {
+        if self.outage {
+            return Err(GatewayError("payment provider unavailable (outage drill)".into()));
+        }
         if payment_method == FLAKY_TOKEN {
             let mut attempts = self
                 .flaky_attempts

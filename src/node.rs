@@ -11,9 +11,11 @@ use tokio::task::JoinSet;
 use crate::bus::journal::NatsJournal;
 use crate::bus::{self, topology};
 use crate::config::Config;
+use crate::dead_letters::DeadLetters;
 use crate::http::{self, AppState};
 use crate::saga::{self, Actors};
 use crate::store::SledSnapshots;
+use crate::telemetry;
 
 /// A running node.
 pub struct Node {
@@ -29,6 +31,8 @@ pub struct Node {
 impl Node {
     /// Connects, ensures the topology, and starts the actors, the inboxes and HTTP.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
+        // Installed first, so that nothing recorded at start-up is lost.
+        let metrics = telemetry::prometheus();
         let client = bus::connect(&config.nats.url)
             .await
             .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
@@ -50,11 +54,18 @@ impl Node {
             .await
             .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
+        tasks.spawn(telemetry::gauges::run(
+            js.clone(),
+            config.telemetry.poll_interval,
+            stopped.clone(),
+        ));
         let app = http::router(AppState {
             config: Arc::new(config),
             journal,
             client,
+            dead_letters: DeadLetters::new(js.clone()),
             js,
+            metrics,
         });
         let mut http_stopped = stopped.clone();
         tasks.spawn(async move {

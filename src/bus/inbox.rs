@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::ConsumerConfig;
+use crate::telemetry;
 
 /// What became of one message, and so how it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,9 +96,10 @@ pub async fn run<H: Handler>(
                         break 'consume;
                     };
                     let handler = handler.clone();
-                    let nak_delay = config.nak_delay;
+                    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                    let retry_delay = config.retry_delay(delivered);
                     tokio::spawn(async move {
-                        settle(durable, &message, handler.handle(&message).await, nak_delay).await;
+                        settle(durable, &message, handler.handle(&message).await, retry_delay).await;
                         drop(permit);
                     });
                 }
@@ -135,15 +137,20 @@ async fn terminate_with_reason(message: &Message, reason: &str) -> bool {
 /// The longest termination reason sent; advisories carry it verbatim.
 const MAX_TERM_REASON: usize = 512;
 
-async fn settle(consumer: &str, message: &Message, outcome: Result<(), Failure>, nak_delay: Duration) {
+async fn settle(consumer: &'static str, message: &Message, outcome: Result<(), Failure>, retry_delay: Duration) {
     let kind = match &outcome {
-        Ok(()) => AckKind::Ack,
+        Ok(()) => {
+            telemetry::inbox_settled(consumer, "ack");
+            AckKind::Ack
+        }
         Err(Failure::Transient(reason)) => {
             tracing::info!(consumer, subject = %message.subject, %reason, "retrying later");
-            AckKind::Nak(Some(nak_delay))
+            telemetry::inbox_settled(consumer, "nak");
+            AckKind::Nak(Some(retry_delay))
         }
         Err(Failure::Poison(reason)) => {
             tracing::error!(consumer, subject = %message.subject, %reason, "terminating poison message");
+            telemetry::inbox_settled(consumer, "term");
             if terminate_with_reason(message, reason).await {
                 return;
             }

@@ -8,6 +8,7 @@ use async_nats::jetstream::Context;
 use schemas::subjects::EntityKind;
 
 use crate::config::Config;
+use crate::dead_letters::ledger::{ACTION_SUBJECTS, DEAD_LETTER_ACTIONS};
 
 /// Why the topology could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -157,11 +158,17 @@ pub const DEAD_LETTER_ADVISORIES: [&str; 2] = [
 /// payload; the original stays fetchable by sequence from its own stream,
 /// which is why those use Limits retention.
 pub fn dead_letter_config(config: &Config) -> stream::Config {
+    let subjects = DEAD_LETTER_ADVISORIES.iter().map(|s| s.to_string()).collect();
+    record_stream_config(DEAD_LETTERS, subjects, config)
+}
+
+/// A stream of operational records (JSON), kept as long as the events they
+/// concern, and readable by sequence.
+fn record_stream_config(name: &str, subjects: Vec<String>, config: &Config) -> stream::Config {
     stream::Config {
-        name: DEAD_LETTERS.to_owned(),
-        subjects: DEAD_LETTER_ADVISORIES.iter().map(|s| s.to_string()).collect(),
+        name: name.to_owned(),
+        subjects,
         retention: RetentionPolicy::Limits,
-        // Kept as long as the originals they point to.
         max_age: config.nats.max_age,
         storage: StorageType::File,
         num_replicas: config.nats.replicas,
@@ -176,6 +183,21 @@ pub const ORDER_ATTENTION: &str = "order-attention";
 /// Reads every dead letter once, to flag the order it belongs to.
 pub fn attention_consumer_config(config: &Config) -> pull::Config {
     durable_config(ORDER_ATTENTION, DEAD_LETTERS, Vec::new(), config)
+}
+
+/// The stream of operator actions on dead letters: one record each, kept
+/// as long as the dead letters themselves.
+pub fn dead_letter_actions_config(config: &Config) -> stream::Config {
+    record_stream_config(DEAD_LETTER_ACTIONS, vec![ACTION_SUBJECTS.to_owned()], config)
+}
+
+/// The consumer that counts operator actions into the metrics, whichever
+/// process (a node's API or the CLI) recorded them.
+pub const ACTION_COUNTER: &str = "dead-letter-actions";
+
+/// Reads every operator action once.
+pub fn action_counter_config(config: &Config) -> pull::Config {
+    durable_config(ACTION_COUNTER, DEAD_LETTER_ACTIONS, Vec::new(), config)
 }
 
 /// Creates or updates every stream and consumer; safe to run any number of times.
@@ -193,6 +215,19 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
         .await
         .map_err(|source| TopologyError::Stream {
             stream: DEAD_LETTERS,
+            source,
+        })?;
+    js.create_or_update_stream(dead_letter_actions_config(config))
+        .await
+        .map_err(|source| TopologyError::Stream {
+            stream: DEAD_LETTER_ACTIONS,
+            source,
+        })?;
+    js.create_consumer_on_stream(action_counter_config(config), DEAD_LETTER_ACTIONS)
+        .await
+        .map_err(|source| TopologyError::Consumer {
+            stream: DEAD_LETTER_ACTIONS,
+            consumer: ACTION_COUNTER,
             source,
         })?;
     js.create_consumer_on_stream(attention_consumer_config(config), DEAD_LETTERS)

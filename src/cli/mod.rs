@@ -1,6 +1,7 @@
 //! The `orderflow` command line.
 
 mod client;
+mod dlq;
 mod tail;
 
 use std::path::PathBuf;
@@ -45,6 +46,11 @@ pub enum Command {
         #[command(subcommand)]
         command: client::SkuCommand,
     },
+    /// Inspect, replay and discard dead letters (reads NATS directly; no node needed).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Check the business invariants from the four streams; fails on any violation.
     Audit(crate::audit::AuditArgs),
 }
@@ -65,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => tail::run(command, &config).await,
         Command::Order { command } => client::order(command).await,
         Command::Sku { command } => client::sku(command).await,
+        Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,
     }
 }

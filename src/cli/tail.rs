@@ -8,10 +8,9 @@ use async_nats::jetstream::Message;
 use clap::Subcommand;
 use futures::stream::{self, StreamExt};
 use schemas::subjects::{EntityKind, EntityRef};
-use schemas::wire::Event;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::bus::envelope;
+use crate::bus::decoded;
 use crate::config::Config;
 
 /// `orderflow events …`
@@ -101,25 +100,12 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
 
 /// One event as a JSON object: where it is, its headers, and its decoded body.
 fn line(kind: EntityKind, message: &Message) -> Value {
-    let mut headers = Map::new();
-    if let Some(h) = &message.headers {
-        for (name, values) in h.iter() {
-            let v: Vec<&str> = values.iter().map(|v| v.as_str()).collect();
-            headers.insert(name.to_string(), Value::from(v.join(", ")));
-        }
-    }
     let (seq, time) = match message.info() {
         Ok(i) => (
             i.stream_sequence,
             Some(humantime::format_rfc3339_millis(SystemTime::from(i.published)).to_string()),
         ),
         Err(_) => (0, None),
-    };
-    let event = match kind {
-        EntityKind::Order => decoded::<schemas::order::OrderEvent>(message),
-        EntityKind::Payment => decoded::<schemas::payment::PaymentEvent>(message),
-        EntityKind::Inventory => decoded::<schemas::inventory::InventoryEvent>(message),
-        EntityKind::Notification => decoded::<schemas::notification::NotificationEvent>(message),
     };
     let entity = EntityRef::parse_subject(&message.subject).map(|(e, _)| e.id);
     json!({
@@ -128,17 +114,7 @@ fn line(kind: EntityKind, message: &Message) -> Value {
         "time": time,
         "subject": message.subject.as_str(),
         "entity": entity,
-        "headers": headers,
-        "event": event,
+        "headers": decoded::headers_json(message.headers.as_ref()),
+        "event": decoded::body_json(kind, message.headers.as_ref(), &message.payload),
     })
-}
-
-fn decoded<E: Event>(message: &Message) -> Value {
-    match envelope::decode::<E>(message.headers.as_ref(), &message.payload) {
-        Ok(event) => serde_json::to_value(event).unwrap_or(Value::Null),
-        Err(e) => json!({
-            "undecodable": e.to_string(),
-            "raw_hex": message.payload.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        }),
-    }
 }

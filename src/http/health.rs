@@ -1,4 +1,4 @@
-//! `/healthz` (the process answers) and `/readyz` (it can do its job).
+//! `/healthz` (the process answers), `/readyz` (it can do its job) and `/metrics`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,4 +30,12 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Problem>
 
 fn not_ready(detail: String) -> Problem {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", detail)
+}
+
+/// Prometheus text exposition of this process's metrics.
+pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
 }

@@ -1,5 +1,6 @@
 //! The HTTP facade under `/api/v1`, plus health endpoints.
 
+pub mod dead_letters;
 pub mod health;
 pub mod orders;
 pub mod problem;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub client: async_nats::Client,
     /// JetStream, for readiness.
     pub js: async_nats::jetstream::Context,
+    /// Dead-letter operations.
+    pub dead_letters: crate::dead_letters::DeadLetters,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Decides `command` against the entity's journal and appends the result
@@ -68,7 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/api/v1/skus/{sku}", get(skus::get))
         .route("/api/v1/skus/{sku}/restock", post(skus::restock))
+        .route("/api/v1/admin/dead-letters", get(dead_letters::list))
+        .route("/api/v1/admin/dead-letters/{id}", get(dead_letters::show))
+        .route("/api/v1/admin/dead-letters/{id}/replay", post(dead_letters::replay))
+        .route("/api/v1/admin/dead-letters/{id}/discard", post(dead_letters::discard))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(body_limit))

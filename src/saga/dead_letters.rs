@@ -10,41 +10,12 @@ use async_nats::jetstream::Context;
 use schemas::headers as h;
 use schemas::subjects::EntityRef;
 use schemas::OrderId;
-use serde::Deserialize;
 
 use super::Actors;
 use crate::bus::envelope;
 use crate::bus::inbox::{Failure, Handler};
-
-/// What orderflow reads of the server's MAX_DELIVERIES and MSG_TERMINATED advisories.
-#[derive(Debug, Deserialize)]
-struct Advisory {
-    #[serde(rename = "type")]
-    kind: String,
-    stream: String,
-    consumer: String,
-    stream_seq: u64,
-    deliveries: u64,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-impl Advisory {
-    fn explain(&self, subject: &str) -> String {
-        match &self.reason {
-            Some(reason) if self.kind.ends_with(".terminated") => {
-                format!(
-                    "{} refused {subject} (stream {} #{}): {reason}",
-                    self.consumer, self.stream, self.stream_seq
-                )
-            }
-            _ => format!(
-                "{} gave up on {subject} (stream {} #{}) after {} deliveries",
-                self.consumer, self.stream, self.stream_seq, self.deliveries
-            ),
-        }
-    }
-}
+use crate::dead_letters::Advisory;
+use crate::telemetry;
 
 /// Flags the order of each dead-lettered message.
 pub struct AttentionRoute {
@@ -61,8 +32,17 @@ impl AttentionRoute {
 
 impl Handler for AttentionRoute {
     async fn handle(&self, message: &Message) -> Result<(), Failure> {
-        let advisory: Advisory = serde_json::from_slice(&message.payload)
+        let advisory = Advisory::parse(&message.payload)
             .map_err(|e| Failure::Poison(format!("{}: not a dead-letter advisory: {e}", message.subject)))?;
+        self.flag(&advisory).await?;
+        // Counted once handled, so a retried advisory is not counted twice.
+        telemetry::dead_letter_received(&advisory.consumer);
+        Ok(())
+    }
+}
+
+impl AttentionRoute {
+    async fn flag(&self, advisory: &Advisory) -> Result<(), Failure> {
         let stream = self
             .js
             .get_stream_no_info(&advisory.stream)
@@ -87,5 +67,19 @@ impl Handler for AttentionRoute {
             // Refused only for an order never placed (a stray Order-Id): nothing to flag.
             Executed::Appended(_) | Executed::Rejected(_) => Ok(()),
         }
+    }
+}
+
+/// Counts operator actions on dead letters into the metrics.
+pub struct ActionCounter;
+
+impl Handler for ActionCounter {
+    async fn handle(&self, message: &Message) -> Result<(), Failure> {
+        match message.subject.rsplit('.').next() {
+            Some("replayed") => telemetry::dead_letter_replayed(),
+            Some("discarded") => telemetry::dead_letter_discarded(),
+            _ => {}
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::bus::journal::NatsJournal;
 use crate::bus::{inbox, topology};
 use crate::config::Config;
+use crate::dead_letters::DEAD_LETTER_ACTIONS;
 use crate::gateway::SimulatedGateway;
 
 /// One directory of live actors per entity kind.
@@ -102,6 +103,14 @@ pub fn spawn_inboxes(
         stream,
         consumer,
         attention,
+        config.consumers.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(inbox::run(
+        js.clone(),
+        DEAD_LETTER_ACTIONS,
+        topology::ACTION_COUNTER,
+        Arc::new(dead_letters::ActionCounter),
         config.consumers.clone(),
         stop.clone(),
     ));

@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod concurrency;
 mod crash;
+mod dead_letters;
 mod idempotency;
 mod journal;
 mod poison;

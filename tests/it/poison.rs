@@ -2,6 +2,7 @@
 //! its reason; the consumers go on with the next messages.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use async_nats::header::HeaderMap;
 use orderflow::bus::topology::{DEAD_LETTERS, INBOXES};
@@ -123,12 +124,21 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
 }
 
 #[tokio::test]
-async fn a_step_that_fails_twice_is_retried_and_completes_without_a_dead_letter() {
-    let app = TestApp::spawn().await;
+async fn a_step_that_fails_twice_is_retried_with_the_backoff_and_completes_without_a_dead_letter() {
+    let nats = crate::support::NatsServer::start().await;
+    let mut config = crate::support::test_config(&nats.url());
+    let backoff = [Duration::from_millis(400), Duration::from_millis(800)];
+    config.consumers.backoff = backoff.iter().map(|d| (*d).into()).collect();
+    let app = TestApp::spawn_on(nats, config).await;
     app.restock("SKU-1", 5).await;
+    let placed = Instant::now();
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_flaky")).await;
     let order = app.ended(&id).await;
     assert_eq!(order["status"], "COMPLETED", "{order}");
+    // Two failures, so two waits: the schedule's first and second steps
+    // (the 100 ms nak_delay alone would be done in a fifth of that).
+    let waited = placed.elapsed();
+    assert!(waited >= backoff[0] + backoff[1], "redelivered too early: {waited:?}");
     assert_eq!(
         app.stored("PAYMENTS", &format!("payments.{id}.authorized")).await.len(),
         1

@@ -135,6 +135,36 @@ impl TestApp {
         audit_passes(&self.js).await
     }
 
+    /// Stops the node gracefully and starts a new one with `config` on the
+    /// same server and snapshot store, as an operator's redeploy would.
+    pub async fn restart_with(&mut self, mut config: Config) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+        config.store.path = self.config.store.path.clone();
+        let node = Node::start(config.clone()).await.expect("the node restarts");
+        self.base = format!("http://{}", node.http_addr);
+        self.node = Some(node);
+        self.config = config;
+    }
+
+    /// The value of one series on `/metrics`, e.g.
+    /// `orderflow_dead_letters_backlog` or `x_total{consumer="payments"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("the node answers")
+            .text()
+            .await
+            .expect("a text body");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+    }
+
     /// Every stored message of `stream` matching `filter`, oldest first.
     pub async fn stored(&self, stream: &str, filter: &str) -> Vec<StreamMessage> {
         stored(&self.js, stream, filter).await

@@ -1,0 +1,132 @@
+//! Metrics: one Prometheus recorder per process, the families orderflow
+//! exports, and the gauges read from the broker.
+
+pub mod gauges;
+
+use std::sync::OnceLock;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets (seconds), from a fast local step to a slow saga.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's recorder, installed on first use; its handle renders `/metrics`.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; the
+            // handle then renders nothing, which /metrics makes visible.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        "orderflow_http_requests_total",
+        "HTTP requests answered, by route and status"
+    );
+    describe_histogram!(
+        "orderflow_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by route"
+    );
+    describe_counter!("orderflow_orders_ended_total", "Orders that ended, by final status");
+    describe_histogram!(
+        "orderflow_saga_duration_seconds",
+        Unit::Seconds,
+        "From placed to ended, by final status"
+    );
+    describe_histogram!(
+        "orderflow_step_duration_seconds",
+        Unit::Seconds,
+        "From a saga step's request to its answer, by step"
+    );
+    describe_gauge!("orderflow_actors_live", "Live actors, by kind");
+    describe_counter!(
+        "orderflow_actor_passivations_total",
+        "Actors snapshotted and stopped, by kind"
+    );
+    describe_counter!(
+        "orderflow_actor_restarts_total",
+        "Actors that died and were replaced, by kind"
+    );
+    describe_counter!(
+        "orderflow_occ_conflicts_total",
+        "Appends refused by optimistic concurrency, then re-decided, by kind"
+    );
+    describe_counter!(
+        "orderflow_duplicates_dropped_total",
+        "Appends the server dropped as duplicates (Nats-Msg-Id), by kind"
+    );
+    describe_counter!(
+        "orderflow_inbox_messages_total",
+        "Inputs settled, by consumer and outcome"
+    );
+    describe_gauge!("orderflow_consumer_pending", "Messages not yet delivered, by consumer");
+    describe_gauge!(
+        "orderflow_consumer_ack_pending",
+        "Messages delivered and not yet acked, by consumer"
+    );
+    describe_counter!(
+        "orderflow_dead_letters_received_total",
+        "Dead letters received, by consumer"
+    );
+    describe_counter!(
+        "orderflow_dead_letters_replayed_total",
+        "Dead letters replayed by an operator"
+    );
+    describe_counter!(
+        "orderflow_dead_letters_discarded_total",
+        "Dead letters discarded by an operator"
+    );
+    describe_gauge!(
+        "orderflow_dead_letters_backlog",
+        "Dead letters neither replayed nor discarded"
+    );
+}
+
+/// A dead letter reached the node (from `consumer`).
+pub fn dead_letter_received(consumer: &str) {
+    counter!("orderflow_dead_letters_received_total", "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// An operator replayed a dead letter.
+pub fn dead_letter_replayed() {
+    counter!("orderflow_dead_letters_replayed_total").increment(1);
+}
+
+/// An operator discarded a dead letter.
+pub fn dead_letter_discarded() {
+    counter!("orderflow_dead_letters_discarded_total").increment(1);
+}
+
+/// Dead letters waiting for an operator.
+pub fn dead_letter_backlog(n: u64) {
+    gauge!("orderflow_dead_letters_backlog").set(n as f64);
+}
+
+/// An input of `consumer` was settled with `outcome` (`ack`, `nak`, `term`).
+pub fn inbox_settled(consumer: &'static str, outcome: &'static str) {
+    counter!("orderflow_inbox_messages_total", "consumer" => consumer, "outcome" => outcome).increment(1);
+}
+
+/// A durable consumer's lag, as the server reports it.
+pub fn consumer_lag(consumer: &str, pending: u64, ack_pending: usize) {
+    let consumer = consumer.to_owned();
+    gauge!("orderflow_consumer_pending", "consumer" => consumer.clone()).set(pending as f64);
+    gauge!("orderflow_consumer_ack_pending", "consumer" => consumer).set(ack_pending as f64);
+}
