@@ -5,7 +5,8 @@
 #
 # 1. installs the pinned nats-server and the python interop-test deps into
 #    .tools/ if missing (scripts/install-nats-server.sh --all);
-# 2. cargo fmt --check, cargo clippy -D warnings;
+# 2. the Grafana/Prometheus assets' queries checked against the metric catalog;
+#    cargo fmt --check, cargo clippy -D warnings;
 # 3. cargo nextest run over the whole workspace, with:
 #      ORDERFLOW_NATS_SERVER  absolute path of the nats-server binary the test
 #                             harness (tests/support/nats.rs) starts
@@ -36,6 +37,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest not found; installing it"
     cargo install cargo-nextest --locked
 fi
+
+log "deploy assets: every metric the dashboard and alerts query is exported"
+"$PYTHON" "$ROOT/tests/interop/check_deploy_assets.py"
 
 log "cargo fmt --all -- --check"
 cargo fmt --all -- --check

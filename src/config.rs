@@ -28,6 +28,26 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logs and metrics.
     pub telemetry: TelemetryConfig,
+    /// The node process.
+    pub node: NodeConfig,
+}
+
+/// The node process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// On SIGTERM/SIGINT: how long to finish in-flight requests and
+    /// messages and snapshot live actors before giving up (exit 1).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Logs and metrics.

@@ -48,7 +48,7 @@ impl Node {
                 .context("starting actors")?,
         );
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = saga::spawn_inboxes(&js, &actors, &config, &stopped);
+        let mut tasks = saga::spawn_inboxes(&js, &actors, &journal, &config, &stopped);
 
         let listener = TcpListener::bind(config.http.addr)
             .await
@@ -56,6 +56,7 @@ impl Node {
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
         tasks.spawn(telemetry::gauges::run(
             js.clone(),
+            actors.clone(),
             config.telemetry.poll_interval,
             stopped.clone(),
         ));
@@ -64,6 +65,7 @@ impl Node {
             journal,
             client,
             dead_letters: DeadLetters::new(js.clone()),
+            snapshots: snapshots.clone(),
             js,
             metrics,
         });

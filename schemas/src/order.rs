@@ -38,6 +38,15 @@ impl Outcome {
             Self::Cancelled => "cancelled",
         }
     }
+
+    /// The order status this ending leaves, as the API spells it.
+    pub fn status(self) -> &'static str {
+        match self {
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
 }
 
 /// Every event of an order's journal. The `type` field equals the subject's last token.

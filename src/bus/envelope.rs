@@ -7,6 +7,8 @@ use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::{self, Event, WireError};
 use schemas::OrderId;
 
+use crate::telemetry::trace_context::TraceContext;
+
 /// The `Nats-Msg-Id` of `event` in `entity`'s journal: it names the cause,
 /// so re-deciding the same step yields the same id (invariant 3).
 pub fn message_id<E: Event>(entity: &EntityRef, event: &E) -> String {
@@ -64,6 +66,13 @@ pub fn decode<E: Event>(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<E
 pub fn cause_of(headers: Option<&HeaderMap>) -> Cause {
     Cause {
         message_id: header(headers, h::NATS_MSG_ID).map(str::to_owned),
-        traceparent: header(headers, h::TRACEPARENT).map(str::to_owned),
+        // Each hop is a child span of the message that caused it; a
+        // message without (valid) context starts a trace here.
+        traceparent: Some(
+            header(headers, h::TRACEPARENT)
+                .and_then(TraceContext::parse)
+                .map_or_else(TraceContext::start, |parent| parent.child())
+                .to_string(),
+        ),
     }
 }

@@ -12,8 +12,11 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 
+use crate::bus::envelope;
 use crate::config::ConsumerConfig;
-use crate::telemetry;
+use crate::telemetry::{self, trace_context};
+use schemas::headers as h;
+use tracing::Instrument;
 
 /// What became of one message, and so how it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,12 +99,25 @@ pub async fn run<H: Handler>(
                         break 'consume;
                     };
                     let handler = handler.clone();
-                    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                    let (delivered, published) = match message.info() {
+                        Ok(info) => (info.delivered, Some(info.published)),
+                        Err(_) => (1, None),
+                    };
                     let retry_delay = config.retry_delay(delivered);
-                    tokio::spawn(async move {
-                        settle(durable, &message, handler.handle(&message).await, retry_delay).await;
-                        drop(permit);
-                    });
+                    let span = input_span(durable, &message);
+                    tokio::spawn(
+                        async move {
+                            let outcome = handler.handle(&message).await;
+                            if outcome.is_ok() {
+                                if let Some(published) = published {
+                                    telemetry::step_done(durable, published);
+                                }
+                            }
+                            settle(durable, &message, outcome, retry_delay).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
                 Some(Err(e)) => {
                     tracing::warn!(consumer = durable, stream, error = %e, "pull interrupted; re-creating it");
@@ -113,6 +129,19 @@ pub async fn run<H: Handler>(
     }
     // Let every message in flight finish and be acked before returning.
     let _ = in_flight.acquire_many(config.max_in_flight.max(1) as u32).await;
+}
+
+/// The span every line logged while handling `message` is in: which
+/// consumer, which subject, and the order and trace it belongs to.
+fn input_span(consumer: &'static str, message: &Message) -> tracing::Span {
+    let headers = message.headers.as_ref();
+    tracing::info_span!(
+        "input",
+        consumer,
+        subject = %message.subject,
+        order_id = envelope::header(headers, h::ORDER_ID),
+        trace_id = trace_context::trace_id_of(envelope::header(headers, h::TRACEPARENT)),
+    )
 }
 
 /// Terminates with `+TERM <reason>`, so the server's MSG_TERMINATED advisory

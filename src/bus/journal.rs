@@ -15,6 +15,7 @@ use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::{self, Event};
 
 use super::envelope;
+use crate::telemetry;
 
 /// One stored message of a journal, with what the stream knows of it.
 #[derive(Debug, Clone)]
@@ -124,6 +125,16 @@ impl NatsJournal {
         Ok(records)
     }
 
+    /// When the first message on `subject` of `kind`'s stream was stored, if any.
+    pub async fn first_time(&self, kind: EntityKind, subject: &str) -> Option<SystemTime> {
+        let message = self
+            .stream(kind)
+            .direct_get_next_for_subject(subject, None)
+            .await
+            .ok()?;
+        Some(SystemTime::from(message.time))
+    }
+
     /// Decodes one record of a journal of `E`s.
     pub fn decode<E: Event>(record: &Record) -> Result<E, JournalError> {
         envelope::decode(Some(&record.message.headers), &record.message.payload).map_err(|e| JournalError::Corrupt {
@@ -167,11 +178,19 @@ impl Journal for NatsJournal {
             .await
             .map_err(unavailable)?;
         match ack.await {
-            Ok(ack) => Ok(Appended {
-                seq: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(JournalError::Conflict),
+            Ok(ack) => {
+                if ack.duplicate {
+                    telemetry::duplicate_dropped(entity.kind);
+                }
+                Ok(Appended {
+                    seq: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
+            }
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                telemetry::occ_conflict(entity.kind);
+                Err(JournalError::Conflict)
+            }
             Err(e) => Err(unavailable(e)),
         }
     }

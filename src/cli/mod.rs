@@ -3,6 +3,7 @@
 mod client;
 mod dlq;
 mod tail;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,8 @@ pub enum Command {
         #[command(subcommand)]
         command: client::SkuCommand,
     },
+    /// One order's saga across every stream, in time order, with step durations.
+    Trace(trace::TraceArgs),
     /// Inspect, replay and discard dead letters (reads NATS directly; no node needed).
     Dlq {
         #[command(subcommand)]
@@ -58,6 +61,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    crate::telemetry::logs::init(config.telemetry.log_format);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Setup => {
@@ -71,17 +75,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => tail::run(command, &config).await,
         Command::Order { command } => client::order(command).await,
         Command::Sku { command } => client::sku(command).await,
+        Command::Trace(args) => trace::run(args, &config).await,
         Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let timeout = config.node.shutdown_timeout;
     let node = Node::start(config).await?;
     println!("orderflow listening on http://{}", node.http_addr);
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    node.shutdown().await;
+    tracing::info!(
+        ?timeout,
+        "shutting down: no new requests or messages, finishing those in flight"
+    );
+    tokio::time::timeout(timeout, node.shutdown())
+        .await
+        .with_context(|| format!("shutdown took longer than {timeout:?}; unacked messages will be redelivered"))?;
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 

@@ -8,25 +8,43 @@ use serde_json::{json, Value};
 
 use super::problem::Problem;
 use super::AppState;
+use crate::bus::topology::DEAD_LETTERS;
+use crate::dead_letters::DEAD_LETTER_ACTIONS;
 
 /// Alive: the process serves HTTP.
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready: connected to NATS and every stream present.
+/// Ready: connected to NATS, every stream present, the snapshot store open.
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Problem> {
     let state = app.client.connection_state();
     if state != async_nats::connection::State::Connected {
         return Err(not_ready(format!("NATS connection is {state:?}")));
     }
-    for kind in EntityKind::ALL {
-        if let Err(e) = app.js.get_stream(kind.stream()).await {
-            return Err(not_ready(format!("stream {}: {e}", kind.stream())));
+    let streams = EntityKind::ALL
+        .iter()
+        .map(|k| k.stream())
+        .chain([DEAD_LETTERS, DEAD_LETTER_ACTIONS]);
+    for stream in streams {
+        let found = tokio::time::timeout(PROBE_TIMEOUT, app.js.get_stream_no_info(stream)).await;
+        match found {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(not_ready(format!("stream {stream}: {e}"))),
+            Err(_) => return Err(not_ready(format!("stream {stream}: no answer in {PROBE_TIMEOUT:?}"))),
         }
     }
-    Ok(Json(json!({ "status": "ready" })))
+    if !app.snapshots.is_open() {
+        return Err(not_ready("the snapshot store cannot be read".into()));
+    }
+    Ok(Json(json!({
+        "status": "ready",
+        "checks": { "nats": "connected", "streams": "present", "snapshots": "open" },
+    })))
 }
+
+/// How long one readiness probe of the broker may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn not_ready(detail: String) -> Problem {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", detail)

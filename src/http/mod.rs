@@ -2,6 +2,7 @@
 
 pub mod dead_letters;
 pub mod health;
+pub mod observe;
 pub mod orders;
 pub mod problem;
 pub mod skus;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     /// Dead-letter operations.
     pub dead_letters: crate::dead_letters::DeadLetters,
+    /// The snapshot store, for readiness.
+    pub snapshots: crate::store::SledSnapshots,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -83,5 +86,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

@@ -162,6 +162,7 @@ pub async fn place(
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
     let (order_id, command) = parse_body(parse_json(&body)?, key)?;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let (executed, order) =
         decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers).await?;
     let status = match executed {
@@ -215,6 +216,7 @@ pub async fn get(
 ) -> Result<Json<OrderView>, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
     Ok(Json(read(&app, order_id, wait).await?))
 }
 
@@ -237,6 +239,7 @@ pub async fn cancel(
 ) -> Result<Response, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let body: CancelBody = if body.is_empty() {
         CancelBody::default()
     } else {

@@ -11,16 +11,18 @@ use actors::Aggregate;
 use async_nats::jetstream::message::Message;
 use futures::future::join_all;
 use schemas::inventory::InventoryEvent;
-use schemas::order::OrderEvent;
+use schemas::order::{OrderEvent, Outcome};
 use schemas::payment::PaymentEvent;
-use schemas::subjects::EntityRef;
+use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::Event;
 use schemas::OrderId;
 
 use super::Actors;
 use crate::bus::envelope;
 use crate::bus::inbox::{Failure, Handler};
+use crate::bus::journal::NatsJournal;
 use crate::bus::topology::{self, Inbox};
+use crate::telemetry;
 
 /// Which input an inbox carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +55,26 @@ pub const ROUTES: [(Inbox, Input); 6] = [
 pub struct Route {
     input: Input,
     actors: Arc<Actors>,
+    journal: Arc<NatsJournal>,
 }
 
 impl Route {
-    /// A route for `input`'s messages.
-    pub fn new(input: Input, actors: Arc<Actors>) -> Self {
-        Self { input, actors }
+    /// A route for `input`'s messages; `journal` dates sagas for the metrics.
+    pub fn new(input: Input, actors: Arc<Actors>, journal: Arc<NatsJournal>) -> Self {
+        Self { input, actors, journal }
+    }
+
+    /// Counts an ending once (when its notification is first recorded),
+    /// with the saga's duration from `placed` to the ending's storage.
+    async fn count_ending(&self, order_id: OrderId, outcome: Outcome, message: &Message) {
+        let placed = EntityRef::order(order_id).subject("placed");
+        let placed = self.journal.first_time(EntityKind::Order, &placed).await;
+        let ended = message.info().ok().map(|i| std::time::SystemTime::from(i.published));
+        let took = match (placed, ended) {
+            (Some(placed), Some(ended)) => ended.duration_since(placed).ok(),
+            _ => None,
+        };
+        telemetry::order_ended(outcome.status(), took);
     }
 }
 
@@ -208,7 +224,7 @@ impl Handler for Route {
                 let (Some(outcome), Some(customer_id)) = (event.outcome(), customer_of(&event)) else {
                     return Ok(());
                 };
-                let message = match event.reason() {
+                let text = match event.reason() {
                     Some(reason) => format!("Your order {order_id} is {}: {reason}", outcome.event_type()),
                     None => format!("Your order {order_id} is {}.", outcome.event_type()),
                 };
@@ -218,12 +234,16 @@ impl Handler for Route {
                     customer_id,
                     outcome,
                     channel: "log".into(),
-                    message,
+                    message: text,
                 };
-                for sent in settled(
+                let sent = settled(
                     &notification,
                     a.notifications.execute(&notification, notify, cause).await,
-                )? {
+                )?;
+                if !sent.is_empty() {
+                    self.count_ending(order_id, outcome, message).await;
+                }
+                for sent in sent {
                     tracing::info!(order_id = %order_id, notification = ?sent, "customer notified");
                 }
                 Ok(())

@@ -81,12 +81,13 @@ impl Actors {
 pub fn spawn_inboxes(
     js: &async_nats::jetstream::Context,
     actors: &Arc<Actors>,
+    journal: &Arc<NatsJournal>,
     config: &Config,
     stop: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for (inbox, input) in handlers::ROUTES {
-        let route = Arc::new(handlers::Route::new(input, actors.clone()));
+        let route = Arc::new(handlers::Route::new(input, actors.clone(), journal.clone()));
         tasks.spawn(inbox::run(
             js.clone(),
             inbox.source.stream(),

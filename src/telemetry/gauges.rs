@@ -1,7 +1,9 @@
-//! Gauges only the broker knows, refreshed on an interval: each durable
-//! consumer's lag and the dead-letter backlog. Every node reports the same
-//! cluster-wide values; dashboards take the max.
+//! Numbers read on an interval rather than counted as they happen: each
+//! durable consumer's lag and the dead-letter backlog, from the broker (every
+//! node reports the same cluster-wide values; dashboards take the max), and
+//! this node's actor directories' live, passivated and replaced counts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
@@ -10,9 +12,10 @@ use tokio::sync::watch;
 
 use crate::bus::topology::{self, INBOXES};
 use crate::dead_letters::{DeadLetters, DEAD_LETTER_ACTIONS};
+use crate::saga::Actors;
 
 /// Refreshes the gauges every `interval` until `stop` turns true.
-pub async fn run(js: Context, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(js: Context, actors: Arc<Actors>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let dead_letters = DeadLetters::new(js.clone());
     let mut consumers: Vec<(&str, &str)> = INBOXES.iter().map(|i| (i.source.stream(), i.name)).collect();
     consumers.push((topology::DEAD_LETTERS, topology::ORDER_ATTENTION));
@@ -23,6 +26,14 @@ pub async fn run(js: Context, interval: Duration, mut stop: watch::Receiver<bool
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        for (kind, gauge) in [
+            ("order", actors.orders.gauge()),
+            ("payment", actors.payments.gauge()),
+            ("inventory", actors.inventory.gauge()),
+            ("notification", actors.notifications.gauge()),
+        ] {
+            super::actors(kind, gauge.now(), gauge.passivated(), gauge.replaced());
         }
         // The order saga reads three streams under one name; its lag is their sum.
         let mut lag: Vec<(&str, u64, usize)> = Vec::new();

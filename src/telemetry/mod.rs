@@ -1,12 +1,16 @@
-//! Metrics: one Prometheus recorder per process, the families orderflow
-//! exports, and the gauges read from the broker.
+//! What operators see: metrics (one Prometheus recorder per process, the
+//! families orderflow exports, gauges read from the broker), logs, and the
+//! trace context carried across NATS.
 
 pub mod gauges;
+pub mod logs;
+pub mod trace_context;
 
 use std::sync::OnceLock;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use schemas::subjects::EntityKind;
 
 /// Latency buckets (seconds), from a fast local step to a slow saga.
 const SECONDS_BUCKETS: [f64; 14] = [
@@ -29,6 +33,7 @@ pub fn prometheus() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
             describe();
+            register_zeroes();
             handle
         })
         .clone()
@@ -99,6 +104,22 @@ fn describe() {
     );
 }
 
+/// Counters that may stay at zero for a long time are exported from the
+/// start, so a dashboard shows 0 rather than "no data".
+fn register_zeroes() {
+    for kind in EntityKind::ALL.map(kind_label) {
+        counter!("orderflow_occ_conflicts_total", "kind" => kind).increment(0);
+        counter!("orderflow_duplicates_dropped_total", "kind" => kind).increment(0);
+        counter!("orderflow_actor_passivations_total", "kind" => kind).increment(0);
+        counter!("orderflow_actor_restarts_total", "kind" => kind).increment(0);
+    }
+    for status in ["COMPLETED", "FAILED", "CANCELLED"] {
+        counter!("orderflow_orders_ended_total", "status" => status).increment(0);
+    }
+    counter!("orderflow_dead_letters_replayed_total").increment(0);
+    counter!("orderflow_dead_letters_discarded_total").increment(0);
+}
+
 /// A dead letter reached the node (from `consumer`).
 pub fn dead_letter_received(consumer: &str) {
     counter!("orderflow_dead_letters_received_total", "consumer" => consumer.to_owned()).increment(1);
@@ -129,4 +150,65 @@ pub fn consumer_lag(consumer: &str, pending: u64, ack_pending: usize) {
     let consumer = consumer.to_owned();
     gauge!("orderflow_consumer_pending", "consumer" => consumer.clone()).set(pending as f64);
     gauge!("orderflow_consumer_ack_pending", "consumer" => consumer).set(ack_pending as f64);
+}
+
+/// The saga step each consumer performs, as the step latency labels it.
+fn step_of(consumer: &str) -> &'static str {
+    match consumer {
+        "payments" => "payment",
+        "inventory" => "stock",
+        "notifications" => "notification",
+        "order-saga" => "saga",
+        _ => "other",
+    }
+}
+
+/// `consumer` finished an input published at `published`: from request to done, queueing included.
+pub fn step_done(consumer: &'static str, published: time::OffsetDateTime) {
+    let seconds = (time::OffsetDateTime::now_utc() - published).as_seconds_f64().max(0.0);
+    histogram!("orderflow_step_duration_seconds", "step" => step_of(consumer)).record(seconds);
+}
+
+/// An HTTP request was answered.
+pub fn http_request(method: &str, route: String, status: u16, took: std::time::Duration) {
+    let method = method.to_owned();
+    counter!("orderflow_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!("orderflow_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(took.as_secs_f64());
+}
+
+/// The `kind` label of an entity kind, as the actor metrics spell it.
+fn kind_label(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Order => "order",
+        EntityKind::Payment => "payment",
+        EntityKind::Inventory => "inventory",
+        EntityKind::Notification => "notification",
+    }
+}
+
+/// The server dropped an append of `kind` as a duplicate.
+pub fn duplicate_dropped(kind: EntityKind) {
+    counter!("orderflow_duplicates_dropped_total", "kind" => kind_label(kind)).increment(1);
+}
+
+/// An append of `kind` lost an optimistic-concurrency race.
+pub fn occ_conflict(kind: EntityKind) {
+    counter!("orderflow_occ_conflicts_total", "kind" => kind_label(kind)).increment(1);
+}
+
+/// An order ended with `status` (`COMPLETED`, `FAILED`, `CANCELLED`), `took` after it was placed.
+pub fn order_ended(status: &'static str, took: Option<std::time::Duration>) {
+    counter!("orderflow_orders_ended_total", "status" => status).increment(1);
+    if let Some(took) = took {
+        histogram!("orderflow_saga_duration_seconds", "status" => status).record(took.as_secs_f64());
+    }
+}
+
+/// One kind of actor's numbers, as its directory counts them.
+pub fn actors(kind: &'static str, live: usize, passivations: u64, restarts: u64) {
+    gauge!("orderflow_actors_live", "kind" => kind).set(live as f64);
+    counter!("orderflow_actor_passivations_total", "kind" => kind).absolute(passivations);
+    counter!("orderflow_actor_restarts_total", "kind" => kind).absolute(restarts);
 }

@@ -10,6 +10,8 @@ mod concurrency;
 mod crash;
 mod dead_letters;
 mod idempotency;
+mod interop;
 mod journal;
+mod observability;
 mod poison;
 mod saga_paths;

@@ -80,6 +80,28 @@ impl NodeProcess {
         .await;
     }
 
+    /// The node's log file (stderr).
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGTERM, then waits up to `within` for the node to exit by itself;
+    /// returns its exit status, or `None` if it had to be killed.
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id()?.to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await;
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM could not be sent to {pid}");
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(status) => Some(status.expect("the node is reaped")),
+            Err(_) => {
+                child.start_kill().ok();
+                child.wait().await.ok();
+                None
+            }
+        }
+    }
+
     /// SIGKILL: no shutdown, no snapshot, no ack of anything in flight.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -3,7 +3,7 @@
 //! passivate, and at the cap the least recently used idle one makes room.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,11 +71,14 @@ impl Live {
 
 type SharedLive = Arc<Mutex<Live>>;
 
-/// Counts live actors and remembers the most ever alive at once.
+/// Counts live actors and remembers the most ever alive at once, how many
+/// were passivated and how many died and were replaced.
 #[derive(Debug, Default)]
 pub struct LiveGauge {
     now: AtomicUsize,
     peak: AtomicUsize,
+    passivated: AtomicU64,
+    replaced: AtomicU64,
 }
 
 impl LiveGauge {
@@ -93,6 +96,14 @@ impl LiveGauge {
     /// The most actors ever alive at once.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Acquire)
+    }
+    /// Actors asked to snapshot and stop, idle or making room, so far.
+    pub fn passivated(&self) -> u64 {
+        self.passivated.load(Ordering::Acquire)
+    }
+    /// Actors that died with an input in hand and were replaced, so far.
+    pub fn replaced(&self) -> u64 {
+        self.replaced.load(Ordering::Acquire)
     }
 }
 
@@ -138,13 +149,19 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
         let (supervisor, _) = Actor::spawn(None, Supervisor { kind }, live.clone())
             .await
             .map_err(|e| DirectoryError::Supervisor(e.to_string()))?;
-        tokio::spawn(sweep(kind, std::sync::Arc::downgrade(&live), config.idle_timeout));
+        let gauge = Arc::<LiveGauge>::default();
+        tokio::spawn(sweep(
+            kind,
+            std::sync::Arc::downgrade(&live),
+            gauge.clone(),
+            config.idle_timeout,
+        ));
         let max_live = NonZeroUsize::new(config.max_live).map_or(1, NonZeroUsize::get);
         Ok(Self {
             kind,
             live,
             slots: Arc::new(Semaphore::new(max_live)),
-            gauge: Arc::default(),
+            gauge,
             supervisor: supervisor.get_cell(),
             behavior,
             journal,
@@ -216,7 +233,10 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
                         self.config.call_timeout
                     )))
                 }
-                Ok(CallResult::SenderError) | Err(_) => self.forget(entity, &actor.get_cell()).await,
+                Ok(CallResult::SenderError) | Err(_) => {
+                    self.gauge.replaced.fetch_add(1, Ordering::AcqRel);
+                    self.forget(entity, &actor.get_cell()).await
+                }
             }
         }
         Err(StepError::Transient(format!(
@@ -258,6 +278,7 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
                 // Draining lets it finish anything queued, then snapshot and stop.
                 if let Some(victim) = live.pop_idle_lru(Duration::ZERO) {
                     victim.drain().ok();
+                    self.gauge.passivated.fetch_add(1, Ordering::AcqRel);
                 }
             }
             // Wait (briefly, then look again) for a stopping actor's slot.
@@ -307,7 +328,7 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
 }
 
 /// Passivates actors idle for `idle_timeout`, until the directory is dropped.
-async fn sweep(kind: &'static str, live: std::sync::Weak<Mutex<Live>>, idle_timeout: Duration) {
+async fn sweep(kind: &'static str, live: std::sync::Weak<Mutex<Live>>, gauge: Arc<LiveGauge>, idle_timeout: Duration) {
     let period = (idle_timeout / 4).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
@@ -316,9 +337,10 @@ async fn sweep(kind: &'static str, live: std::sync::Weak<Mutex<Live>>, idle_time
         let mut passivated = 0;
         while let Some(cell) = live.pop_idle_lru(idle_timeout) {
             cell.drain().ok();
-            passivated += 1;
+            passivated += 1u64;
         }
         if passivated > 0 {
+            gauge.passivated.fetch_add(passivated, Ordering::AcqRel);
             tracing::debug!(kind, passivated, "passivated idle actors");
         }
     }

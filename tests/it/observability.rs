@@ -1,0 +1,307 @@
+//! What operators see: one trace id across the whole saga, metrics with
+//! sane values, readiness that follows the broker, JSON logs naming the
+//! order and trace, and a SIGTERM under load that loses nothing.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use orderflow::bus::topology;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::load::{all_ended, place_mixed, Mix};
+use crate::support::process::NodeProcess;
+use crate::support::{
+    audit_passes, eventually, order_body, orderflow_cli, send, test_config, NatsServer, TestApp, SAGA_DEADLINE,
+};
+
+/// Every message of the order's saga, across the four streams.
+async fn saga_messages(app: &TestApp, id: &str) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let mut all = Vec::new();
+    for (stream, filter) in [
+        ("ORDERS", format!("orders.{id}.*")),
+        ("PAYMENTS", format!("payments.{id}.*")),
+        ("NOTIFICATIONS", format!("notifications.{id}.*")),
+    ] {
+        all.extend(app.stored(stream, &filter).await);
+    }
+    let inventory = app.stored("INVENTORY", "inventory.*.*").await;
+    all.extend(
+        inventory
+            .into_iter()
+            .filter(|m| m.headers.get("Order-Id").map(|v| v.as_str()) == Some(id)),
+    );
+    all
+}
+
+fn trace_id_of(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_trace_id_from_the_request_is_on_every_message_of_the_saga() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 5).await;
+    app.restock("SKU-2", 5).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let given = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let response = app
+        .http
+        .post(app.url("/orders"))
+        .header("traceparent", &given)
+        .json(&order_body("alice", &[("SKU-1", 1), ("SKU-2", 2)], "tok_visa"))
+        .send()
+        .await
+        .expect("the node answers");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let echoed = response
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(echoed.as_deref().map(trace_id_of), Some(trace_id));
+    let id = response.json::<Value>().await.expect("json")["order_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    assert_eq!(app.ended(&id).await["status"], "COMPLETED");
+
+    let messages = eventually("the notification to be stored", SAGA_DEADLINE, || async {
+        let all = saga_messages(&app, &id).await;
+        all.iter()
+            .any(|m| m.subject.starts_with("notifications."))
+            .then_some(all)
+    })
+    .await;
+    let streams: BTreeSet<&str> = messages
+        .iter()
+        .map(|m| m.subject.split('.').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        streams,
+        BTreeSet::from(["inventory", "notifications", "orders", "payments"])
+    );
+    let mut spans = BTreeSet::new();
+    for m in &messages {
+        let tp = m.headers.get("traceparent").map(|v| v.as_str()).unwrap_or_default();
+        assert_eq!(trace_id_of(tp), trace_id, "{}: traceparent {tp:?}", m.subject);
+        spans.insert(tp.split('-').nth(2).unwrap_or_default().to_owned());
+    }
+    assert!(spans.len() > 3, "each hop is a child span: {spans:?}");
+
+    // `orderflow trace` tells the same story, in order, with step durations.
+    let out = orderflow_cli(&app.nats.url(), &["trace", &id, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace: Value = serde_json::from_slice(&out.stdout).expect("trace JSON");
+    let hops = trace["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), messages.len(), "{trace}");
+    assert_eq!(hops[0]["event_type"], "placed");
+    assert!(hops.iter().all(|h| h["trace_id"] == trace_id));
+    let offsets: Vec<f64> = hops.iter().filter_map(|h| h["offset_seconds"].as_f64()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "time order: {offsets:?}");
+    let steps: Vec<&str> = trace["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(steps, ["payment", "stock", "notification", "saga"]);
+
+    // Without a traceparent, the node starts a trace and the saga keeps it.
+    let other = app.place_ok(&order_body("bob", &[("SKU-1", 1)], "tok_visa")).await;
+    app.ended(&other).await;
+    let traces: BTreeSet<String> = saga_messages(&app, &other)
+        .await
+        .iter()
+        .map(|m| trace_id_of(m.headers.get("traceparent").map(|v| v.as_str()).unwrap_or_default()).to_owned())
+        .collect();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert!(!traces.contains(trace_id) && !traces.contains(""));
+}
+
+#[tokio::test]
+async fn metrics_expose_every_family_with_sane_values_after_a_small_load() {
+    let nats = NatsServer::start().await;
+    let mut config = test_config(&nats.url());
+    config.telemetry.poll_interval = Duration::from_millis(200);
+    let app = TestApp::spawn_on(nats, config).await;
+    app.restock("SKU-1", 100).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let token = if i % 4 == 3 { "tok_decline" } else { "tok_visa" };
+        ids.push(
+            app.place_ok(&order_body(&format!("c{i}"), &[("SKU-1", 1)], token))
+                .await,
+        );
+    }
+    for id in &ids {
+        app.ended(id).await;
+    }
+    let (status, _) = send(app.http.get(app.url("/orders/not-an-id"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Endings are counted when notified, which may trail the status a little.
+    let ended = |status: &'static str| format!("orderflow_orders_ended_total{{status=\"{status}\"}}");
+    eventually("every ending to be counted", SAGA_DEADLINE, || async {
+        (app.metric(&ended("COMPLETED")).await == Some(6.0) && app.metric(&ended("FAILED")).await == Some(2.0))
+            .then_some(())
+    })
+    .await;
+    eventually("consumer lag to drain to zero", SAGA_DEADLINE, || async {
+        (app.metric(r#"orderflow_consumer_pending{consumer="order-saga"}"#).await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+    };
+    assert_eq!(
+        value(r#"orderflow_http_requests_total{method="POST",route="/api/v1/orders",status="201"}"#),
+        8.0
+    );
+    assert_eq!(
+        value(r#"orderflow_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="422"}"#),
+        1.0
+    );
+    assert!(value(r#"orderflow_http_request_duration_seconds_count{method="POST",route="/api/v1/orders"}"#) >= 8.0);
+    assert_eq!(
+        value(r#"orderflow_saga_duration_seconds_count{status="COMPLETED"}"#),
+        6.0
+    );
+    let saga_seconds = value(r#"orderflow_saga_duration_seconds_sum{status="COMPLETED"}"#);
+    assert!(
+        saga_seconds > 0.0 && saga_seconds < 6.0 * SAGA_DEADLINE.as_secs_f64(),
+        "{saga_seconds}"
+    );
+    assert_eq!(value(r#"orderflow_step_duration_seconds_count{step="payment"}"#), 8.0);
+    assert!(value(r#"orderflow_step_duration_seconds_count{step="stock"}"#) >= 6.0);
+    assert_eq!(
+        value(r#"orderflow_inbox_messages_total{consumer="payments",outcome="ack"}"#),
+        8.0
+    );
+    assert!(value(r#"orderflow_actors_live{kind="order"}"#) <= 8.0);
+    for family in [
+        r#"orderflow_actor_passivations_total{kind="order"}"#,
+        r#"orderflow_actor_restarts_total{kind="order"}"#,
+        r#"orderflow_occ_conflicts_total{kind="order"}"#,
+        r#"orderflow_duplicates_dropped_total{kind="order"}"#,
+        r#"orderflow_consumer_ack_pending{consumer="payments"}"#,
+        "orderflow_dead_letters_replayed_total",
+        "orderflow_dead_letters_discarded_total",
+    ] {
+        assert!(value(family) >= 0.0);
+    }
+    assert_eq!(value("orderflow_dead_letters_backlog"), 0.0);
+    assert!(
+        text.contains("# TYPE orderflow_saga_duration_seconds histogram"),
+        "histograms, not summaries"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker_down_and_back() {
+    let mut app = TestApp::spawn().await;
+    let ready = format!("{}/readyz", app.base);
+    let (status, body) = send(app.http.get(&ready)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["snapshots"], "open");
+
+    app.nats.stop().await;
+    let problem = eventually("readiness to fail with NATS down", SAGA_DEADLINE, || async {
+        let (status, body) = send(app.http.get(&ready)).await;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(body)
+    })
+    .await;
+    assert_eq!(problem["code"], "not-ready", "{problem}");
+    let (status, _) = send(app.http.get(format!("{}/healthz", app.base))).await;
+    assert_eq!(status, StatusCode::OK, "alive all along");
+
+    app.nats.restart().await;
+    eventually("readiness to recover by itself", SAGA_DEADLINE, || async {
+        (send(app.http.get(&ready)).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    // And the node works again.
+    app.restock("SKU-1", 1).await;
+    let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
+    assert_eq!(app.ended(&id).await["status"], "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_zero_and_loses_nothing() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    topology::ensure(&js, &test_config(&nats.url()))
+        .await
+        .expect("topology");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let env = [
+        ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
+        ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
+        ("ORDERFLOW_NODE__SHUTDOWN_TIMEOUT", "20s"),
+        ("ORDERFLOW_TELEMETRY__LOG_FORMAT", "json"),
+        ("ORDERFLOW_LOG", "info"),
+    ];
+    let mut node = NodeProcess::start(&nats.url(), dir.path(), &env).await;
+    let base = node.base();
+    let http = reqwest::Client::new();
+    let (status, body) = send(
+        http.post(format!("{base}/api/v1/skus/T1/restock"))
+            .json(&json!({ "quantity": 500 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mix = Mix::new(300, &["T1"]);
+    let load = {
+        let (http, base, mix) = (http.clone(), base.clone(), mix.clone());
+        tokio::spawn(async move { place_mixed(&http, || base.clone(), &mix).await })
+    };
+    let orders_stream = js.get_stream("ORDERS").await.expect("ORDERS");
+    eventually("the load to be under way", SAGA_DEADLINE, || {
+        let mut s = orders_stream.clone();
+        async move { s.info().await.ok().filter(|i| i.state.messages >= 400).map(drop) }
+    })
+    .await;
+    let exit = node.terminate(Duration::from_secs(25)).await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "SIGTERM must end in exit 0 within the timeout: {exit:?}"
+    );
+    let log = std::fs::read_to_string(node.log()).expect("the node's log");
+    assert!(log.contains("stopped cleanly"), "{log}");
+
+    // The load's client retries through the restart; every order ends once.
+    node.restart().await;
+    let ids = load.await.expect("the load ran");
+    let orders = all_ended(&http, &base, &ids, Duration::from_secs(120)).await;
+    assert_eq!(orders.len(), 300);
+    audit_passes(&js).await;
+
+    // JSON log lines about an order name it and its trace.
+    let log = std::fs::read_to_string(node.log()).expect("the node's log");
+    let about_orders: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["span"]["order_id"].is_string())
+        .collect();
+    assert!(!about_orders.is_empty(), "no JSON line names an order:\n{log}");
+    assert!(
+        about_orders
+            .iter()
+            .all(|l| l["span"]["trace_id"].as_str().is_some_and(|t| t.len() == 32)),
+        "every line about an order names its trace"
+    );
+    node.kill().await;
+}
