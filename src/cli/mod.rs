@@ -47,6 +47,8 @@ pub enum Command {
         #[command(subcommand)]
         command: client::SkuCommand,
     },
+    /// Load the HTTP facade with a mixed scenario and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
     /// One order's saga across every stream, in time order, with step durations.
     Trace(trace::TraceArgs),
     /// Inspect, replay and discard dead letters (reads NATS directly; no node needed).
@@ -61,7 +63,13 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
-    crate::telemetry::logs::init(config.telemetry.log_format);
+    // A node reports what it does; a one-shot command only what went wrong.
+    let level = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    crate::telemetry::logs::init(config.telemetry.log_format, level);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Setup => {
@@ -75,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => tail::run(command, &config).await,
         Command::Order { command } => client::order(command).await,
         Command::Sku { command } => client::sku(command).await,
+        Command::Bench(args) => crate::bench::run(args, &config).await,
         Command::Trace(args) => trace::run(args, &config).await,
         Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,

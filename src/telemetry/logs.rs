@@ -7,9 +7,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the process's log subscriber, filtered by `ORDERFLOW_LOG`
-/// (default `info`). Later calls do nothing.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("ORDERFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// (else `default_level`). Later calls do nothing.
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_env("ORDERFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,4 +1,5 @@
-//! The command line against a real server: setup is idempotent, tail decodes.
+//! The command line against a real server: setup is idempotent, tail
+//! decodes, bench drives a bounded mixed load and accounts for every order.
 
 use serde_json::Value;
 
@@ -47,4 +48,55 @@ async fn setup_runs_twice_and_tail_prints_decoded_json_lines() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let order: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(order["status"], "COMPLETED");
+}
+
+#[tokio::test]
+async fn bench_runs_a_bounded_mixed_load_and_reports_every_order() {
+    let app = TestApp::spawn().await;
+    let node_pid = std::process::id().to_string();
+    for mode in [vec!["--concurrency", "8"], vec!["--rate", "200"]] {
+        let mut args = vec![
+            "bench",
+            "--url",
+            &app.base,
+            "--orders",
+            "100",
+            "--duration",
+            "60s",
+            "--decline-pct",
+            "10",
+            "--stock-out-pct",
+            "10",
+            "--cancel-pct",
+            "10",
+            "--node-pid",
+            &node_pid,
+            "--json",
+        ];
+        args.extend(mode.iter().copied());
+        let out = orderflow_cli(&app.nats.url(), &args).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        assert_eq!(report["orders"], 100, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        let outcome = |s: &str| report["outcomes"][s].as_u64().unwrap_or(0);
+        assert_eq!(
+            outcome("COMPLETED") + outcome("FAILED") + outcome("CANCELLED"),
+            100,
+            "{report}"
+        );
+        // Exactly the mix: 10 declined, 10 out of stock, 10 cancelled (a
+        // cancel may lose the race against a quick saga and complete).
+        assert_eq!(outcome("FAILED"), 10, "{report}");
+        assert!((10..=20).contains(&outcome("CANCELLED")), "{report}");
+        let latency = &report["latency"];
+        let p50 = latency["p50_ms"].as_f64().expect("p50");
+        assert!(p50 > 0.0 && p50 <= latency["p99_ms"].as_f64().expect("p99"), "{report}");
+        assert!(
+            report["stored_messages_per_order"].as_f64().is_some_and(|m| m > 3.0),
+            "{report}"
+        );
+        assert!(report["node"]["rss_mib"].as_f64().is_some_and(|m| m > 0.0), "{report}");
+    }
+    app.audit_passes().await;
 }

@@ -1,0 +1,315 @@
+//! `orderflow bench`: a load generator over the HTTP facade, closed loop
+//! (N orders in flight) or open loop (a fixed rate, latency measured from
+//! each order's scheduled start so a slow system cannot hide its queue),
+//! bounded by count and time.
+
+pub mod process_stats;
+pub mod report;
+pub mod scenario;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use futures::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use schemas::subjects::EntityKind;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use report::{Latency, Report, Usage};
+use scenario::{Kind, Mix};
+
+/// `orderflow bench …`
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The node's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
+    pub url: String,
+    /// Orders to place at most.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: u64,
+    /// Stop starting orders after this long (e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Closed loop: orders in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Open loop: start this many orders per second instead of a fixed number in flight.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Percent of orders paid with the declining token.
+    #[arg(long, default_value_t = 10)]
+    pub decline_pct: u8,
+    /// Percent of orders for a SKU with no stock (cancelled after a refund).
+    #[arg(long, default_value_t = 5)]
+    pub stock_out_pct: u8,
+    /// Percent of orders cancelled right after they are placed.
+    #[arg(long, default_value_t = 5)]
+    pub cancel_pct: u8,
+    /// SKUs the successful orders spread over.
+    #[arg(long, default_value_t = 16)]
+    pub skus: usize,
+    /// The node's pid, to report its CPU and RSS.
+    #[arg(long)]
+    pub node_pid: Option<u32>,
+    /// nats-server's pid, to report its CPU and RSS.
+    #[arg(long)]
+    pub nats_pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long one order may take to reach a terminal status.
+const ORDER_DEADLINE: &str = "30s";
+
+/// Runs `orderflow bench …`.
+pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
+    let mix = Mix::new(args.decline_pct, args.stock_out_pct, args.cancel_pct)
+        .context("--decline-pct, --stock-out-pct and --cancel-pct add up to more than 100")?;
+    if args.orders == 0 || args.concurrency == 0 || args.skus == 0 {
+        bail!("--orders, --concurrency and --skus must be positive");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of orders per second");
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(64))
+        .build()
+        .context("building the HTTP client")?;
+    let bench = Arc::new(Bench {
+        http,
+        base: args.url.trim_end_matches('/').to_owned(),
+        run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        mix,
+        skus: args.skus,
+    });
+    bench.restock(args.orders).await?;
+    let js = match crate::bus::connect(&config.nats.url).await {
+        Ok(client) => Some(async_nats::jetstream::new(client)),
+        Err(e) => {
+            tracing::warn!(error = %e, "NATS unreachable: no JetStream figures in the report");
+            None
+        }
+    };
+    let stored_before = match &js {
+        Some(js) => stored_messages(js).await,
+        None => None,
+    };
+    let pids = [args.node_pid, args.nats_pid];
+    let before: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = spawn_progress(done.clone(), args.orders);
+    let started = Instant::now();
+    let results = match args.rate {
+        None => closed_loop(&bench, &args, &done).await,
+        Some(rate) => open_loop(&bench, &args, rate, &done).await,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    progress.abort();
+
+    let after: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+    let stored_after = match &js {
+        Some(js) => stored_messages(js).await,
+        None => None,
+    };
+    // Microseconds, from 1 µs to an hour, 3 significant digits.
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?;
+    let mut outcomes = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for (took, result) in &results {
+        match result {
+            Ok(status) => {
+                latency.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
+                *outcomes.entry(status.clone()).or_insert(0) += 1;
+            }
+            Err(kind) => *errors.entry(kind.clone()).or_insert(0) += 1,
+        }
+    }
+    let ended: u64 = outcomes.values().sum();
+    let usage = |i: usize| match (pids[i], before[i], after[i]) {
+        (Some(pid), Some(b), Some(a)) => Some(Usage::between(pid, b, a, seconds)),
+        _ => None,
+    };
+    let orders = results.len() as u64;
+    let report = Report {
+        mode: if args.rate.is_some() { "open" } else { "closed" }.to_owned(),
+        load: args.rate.unwrap_or(args.concurrency as f64),
+        mix,
+        orders,
+        seconds,
+        orders_per_second: if seconds > 0.0 { ended as f64 / seconds } else { 0.0 },
+        latency: Latency::of(&latency),
+        outcomes,
+        errors,
+        stored_messages_per_order: match (stored_before, stored_after) {
+            (Some(b), Some(a)) if orders > 0 => Some(a.saturating_sub(b) as f64 / orders as f64),
+            _ => None,
+        },
+        node: usage(0),
+        nats_server: usage(1),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(())
+}
+
+type Outcome = (Duration, Result<String, String>);
+
+async fn closed_loop(bench: &Arc<Bench>, args: &BenchArgs, done: &Arc<AtomicU64>) -> Vec<Outcome> {
+    let until = Instant::now() + args.duration;
+    stream::iter(0..args.orders)
+        .take_while(|_| std::future::ready(Instant::now() < until))
+        .map(|i| {
+            let (bench, done) = (bench.clone(), done.clone());
+            async move {
+                let start = Instant::now();
+                let result = bench.order(i).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                (start.elapsed(), result)
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await
+}
+
+async fn open_loop(bench: &Arc<Bench>, args: &BenchArgs, rate: f64, done: &Arc<AtomicU64>) -> Vec<Outcome> {
+    let start = Instant::now();
+    let until = start + args.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.orders {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+        if scheduled >= until {
+            break;
+        }
+        tokio::time::sleep_until(scheduled).await;
+        let (bench, done) = (bench.clone(), done.clone());
+        tasks.spawn(async move {
+            let result = bench.order(i).await;
+            done.fetch_add(1, Ordering::Relaxed);
+            // From the scheduled start: time spent queued behind a slow system counts.
+            (scheduled.elapsed(), result)
+        });
+    }
+    tasks.join_all().await
+}
+
+/// A progress line on stderr, redrawn every second, when stderr is a terminal.
+fn spawn_progress(done: Arc<AtomicU64>, total: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let n = done.load(Ordering::Relaxed);
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            eprint!("\r{n:>8}/{total} orders ended  {rate:>7.0}/s ");
+        }
+    })
+}
+
+/// Messages stored in the four entity streams.
+async fn stored_messages(js: &async_nats::jetstream::Context) -> Option<u64> {
+    let mut total = 0;
+    for kind in EntityKind::ALL {
+        let mut stream = js.get_stream(kind.stream()).await.ok()?;
+        total += stream.info().await.ok()?.state.messages;
+    }
+    Some(total)
+}
+
+/// What every order of a run shares.
+struct Bench {
+    http: reqwest::Client,
+    base: String,
+    run: String,
+    mix: Mix,
+    skus: usize,
+}
+
+impl Bench {
+    fn sku(&self, i: u64) -> String {
+        format!("BENCH-{}-{}", self.run, i % self.skus as u64)
+    }
+
+    /// Stocks the run's SKUs for every order; the stock-out SKU gets nothing.
+    async fn restock(&self, orders: u64) -> anyhow::Result<()> {
+        let per_sku = orders / self.skus as u64 + 1;
+        for i in 0..self.skus as u64 {
+            let url = format!("{}/api/v1/skus/{}/restock", self.base, self.sku(i));
+            let response = self
+                .http
+                .post(&url)
+                .json(&json!({ "quantity": per_sku }))
+                .send()
+                .await
+                .with_context(|| format!("restocking at {url}"))?;
+            if !response.status().is_success() {
+                bail!("restocking at {url}: {}", response.status());
+            }
+        }
+        Ok(())
+    }
+
+    /// Places order `i` and follows it to its terminal status.
+    async fn order(&self, i: u64) -> Result<String, String> {
+        let kind = self.mix.kind(i);
+        let sku = match kind {
+            Kind::StockOut => format!("BENCH-{}-EMPTY", self.run),
+            _ => self.sku(i),
+        };
+        let body = json!({
+            "customer_id": format!("bench{}", i % 100),
+            "items": [{ "sku": sku, "quantity": 1, "unit_price": 999 }],
+            "payment_method": if kind == Kind::Decline { "tok_decline" } else { "tok_visa" },
+        });
+        let wait = if kind == Kind::Cancel { "" } else { "?wait=30s" };
+        let placed = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/orders{wait}", self.base))
+                    .header("Idempotency-Key", format!("bench-{}-{i}", self.run))
+                    .json(&body),
+            )
+            .await?;
+        let id = placed["order_id"].as_str().ok_or("no_order_id")?.to_owned();
+        if kind == Kind::Cancel {
+            self.send(self.http.post(format!("{}/api/v1/orders/{id}/cancel", self.base)))
+                .await
+                .or_else(|e| if e == "http_409" { Ok(Value::Null) } else { Err(e) })?;
+        } else if let Some(status) = terminal(&placed) {
+            return Ok(status);
+        }
+        let read = format!("{}/api/v1/orders/{id}?wait={ORDER_DEADLINE}", self.base);
+        let order = self.send(self.http.get(read)).await?;
+        terminal(&order).ok_or_else(|| "not_ended".to_owned())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        let response = request.send().await.map_err(|_| "transport".to_owned())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("http_{}", status.as_u16()));
+        }
+        response.json().await.map_err(|_| "bad_body".to_owned())
+    }
+}
+
+fn terminal(order: &Value) -> Option<String> {
+    order["status"]
+        .as_str()
+        .filter(|s| matches!(*s, "COMPLETED" | "FAILED" | "CANCELLED"))
+        .map(str::to_owned)
+}

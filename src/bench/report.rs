@@ -1,0 +1,129 @@
+//! A bench run's report: throughput, latency percentiles from an HDR
+//! histogram, outcomes, errors, JetStream cost and process usage.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::process_stats::Reading;
+use super::scenario::Mix;
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// The slowest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Reads percentiles out of a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// A process's usage over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    /// Its pid.
+    pub pid: u32,
+    /// CPU seconds spent during the run.
+    pub cpu_seconds: f64,
+    /// CPU share of one core over the run.
+    pub cpu_cores: f64,
+    /// Resident memory at the end, in MiB.
+    pub rss_mib: f64,
+}
+
+impl Usage {
+    /// Usage between two readings `seconds` apart.
+    pub fn between(pid: u32, before: Reading, after: Reading, seconds: f64) -> Self {
+        let cpu = (after.cpu_seconds - before.cpu_seconds).max(0.0);
+        Self {
+            pid,
+            cpu_seconds: cpu,
+            cpu_cores: if seconds > 0.0 { cpu / seconds } else { 0.0 },
+            rss_mib: after.rss_kib as f64 / 1024.0,
+        }
+    }
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `closed` (N in flight) or `open` (a fixed rate).
+    pub mode: String,
+    /// In flight (closed loop) or orders per second asked (open loop).
+    pub load: f64,
+    /// The mix of kinds.
+    pub mix: Mix,
+    /// Orders started.
+    pub orders: u64,
+    /// Wall time of the run, in seconds.
+    pub seconds: f64,
+    /// Orders that reached a terminal status, per second.
+    pub orders_per_second: f64,
+    /// From sending the order to knowing its terminal status.
+    pub latency: Latency,
+    /// Terminal statuses seen.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Errors by kind (HTTP status, transport, not ended in time).
+    pub errors: BTreeMap<String, u64>,
+    /// Messages stored in the four entity streams during the run, per order.
+    pub stored_messages_per_order: Option<f64>,
+    /// The node's usage, when its pid was given.
+    pub node: Option<Usage>,
+    /// nats-server's usage, when its pid was given.
+    pub nats_server: Option<Usage>,
+}
+
+impl Report {
+    /// The report for people.
+    pub fn human(&self) -> String {
+        let mut out = format!(
+            "orderflow bench: {} loop, {} {}, {} orders in {:.1} s\n",
+            self.mode,
+            self.load,
+            if self.mode == "closed" {
+                "in flight"
+            } else {
+                "orders/s asked"
+            },
+            self.orders,
+            self.seconds
+        );
+        out += &format!("  throughput   {:.0} orders/s\n", self.orders_per_second);
+        let l = &self.latency;
+        out += &format!(
+            "  latency      p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms (request → terminal status)\n",
+            l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+        );
+        out += &format!("  outcomes     {:?}\n", self.outcomes);
+        out += &format!("  errors       {:?}\n", self.errors);
+        if let Some(m) = self.stored_messages_per_order {
+            out += &format!("  JetStream    {m:.1} stored messages per order\n");
+        }
+        for (name, usage) in [("node", &self.node), ("nats-server", &self.nats_server)] {
+            if let Some(u) = usage {
+                out += &format!(
+                    "  {name:<12} {:.2} CPU cores, {:.0} MiB RSS (pid {})\n",
+                    u.cpu_cores, u.rss_mib, u.pid
+                );
+            }
+        }
+        out
+    }
+}
