@@ -57,7 +57,7 @@ impl Node {
         tasks.spawn(telemetry::gauges::run(
             js.clone(),
             actors.clone(),
-            config.telemetry.poll_interval,
+            &config,
             stopped.clone(),
         ));
         let app = http::router(AppState {

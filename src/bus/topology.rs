@@ -15,13 +15,13 @@ use crate::dead_letters::ledger::{ACTION_SUBJECTS, DEAD_LETTER_ACTIONS};
 pub enum TopologyError {
     #[error("stream {stream}: {source}")]
     Stream {
-        stream: &'static str,
+        stream: String,
         source: async_nats::jetstream::context::CreateStreamError,
     },
     #[error("consumer {stream}/{consumer}: {source}")]
     Consumer {
         stream: &'static str,
-        consumer: &'static str,
+        consumer: String,
         source: async_nats::jetstream::stream::ConsumerError,
     },
 }
@@ -200,50 +200,41 @@ pub fn action_counter_config(config: &Config) -> pull::Config {
     durable_config(ACTION_COUNTER, DEAD_LETTER_ACTIONS, Vec::new(), config)
 }
 
+/// Every stream a node needs: the four entity streams, the dead letters
+/// and the operators' actions on them.
+pub fn streams(config: &Config) -> Vec<stream::Config> {
+    let mut streams: Vec<stream::Config> = EntityKind::ALL.map(|kind| stream_config(kind, config)).into();
+    streams.push(dead_letter_config(config));
+    streams.push(dead_letter_actions_config(config));
+    streams
+}
+
+/// Every durable consumer a node runs, with the stream it reads.
+pub fn consumers(config: &Config) -> Vec<(&'static str, pull::Config)> {
+    let mut consumers: Vec<(&'static str, pull::Config)> = INBOXES
+        .iter()
+        .map(|inbox| (inbox.source.stream(), consumer_config(inbox, config)))
+        .collect();
+    consumers.push((DEAD_LETTERS, attention_consumer_config(config)));
+    consumers.push((DEAD_LETTER_ACTIONS, action_counter_config(config)));
+    consumers
+}
+
 /// Creates or updates every stream and consumer; safe to run any number of times.
 pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> {
-    for kind in EntityKind::ALL {
-        let stream_name = kind.stream();
-        js.create_or_update_stream(stream_config(kind, config))
+    for stream in streams(config) {
+        let name = stream.name.clone();
+        js.create_or_update_stream(stream)
             .await
-            .map_err(|source| TopologyError::Stream {
-                stream: stream_name,
-                source,
-            })?;
+            .map_err(|source| TopologyError::Stream { stream: name, source })?;
     }
-    js.create_or_update_stream(dead_letter_config(config))
-        .await
-        .map_err(|source| TopologyError::Stream {
-            stream: DEAD_LETTERS,
-            source,
-        })?;
-    js.create_or_update_stream(dead_letter_actions_config(config))
-        .await
-        .map_err(|source| TopologyError::Stream {
-            stream: DEAD_LETTER_ACTIONS,
-            source,
-        })?;
-    js.create_consumer_on_stream(action_counter_config(config), DEAD_LETTER_ACTIONS)
-        .await
-        .map_err(|source| TopologyError::Consumer {
-            stream: DEAD_LETTER_ACTIONS,
-            consumer: ACTION_COUNTER,
-            source,
-        })?;
-    js.create_consumer_on_stream(attention_consumer_config(config), DEAD_LETTERS)
-        .await
-        .map_err(|source| TopologyError::Consumer {
-            stream: DEAD_LETTERS,
-            consumer: ORDER_ATTENTION,
-            source,
-        })?;
-    for inbox in &INBOXES {
-        let stream_name = inbox.source.stream();
-        js.create_consumer_on_stream(consumer_config(inbox, config), stream_name)
+    for (stream, consumer) in consumers(config) {
+        let name = consumer.durable_name.clone().unwrap_or_default();
+        js.create_consumer_on_stream(consumer, stream)
             .await
             .map_err(|source| TopologyError::Consumer {
-                stream: stream_name,
-                consumer: inbox.name,
+                stream,
+                consumer: name,
                 source,
             })?;
     }

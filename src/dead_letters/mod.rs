@@ -13,10 +13,13 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_nats::header::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
 use schemas::headers as h;
+use schemas::subjects::EntityRef;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,6 +32,9 @@ pub use ledger::{Handling, DEAD_LETTER_ACTIONS};
 pub const REPLAY_OF: &str = "Orderflow-Replay-Of";
 /// The header naming the dead letter a replayed copy answers.
 pub const DEAD_LETTER: &str = "Orderflow-Dead-Letter";
+
+/// How often a replay re-reads its journal after losing a race to another writer.
+const OCC_ATTEMPTS: usize = 5;
 
 /// The longest discard reason kept.
 pub const MAX_REASON: usize = 500;
@@ -243,8 +249,9 @@ impl DeadLetters {
     /// The copy's `Nats-Msg-Id` is `<original id>:replay:<dead letter id>`:
     /// new, so the duplicate window cannot swallow it, and fixed per dead
     /// letter, so retrying a replay that was interrupted before it was
-    /// recorded stores no second copy. It carries no OCC header: it is a
-    /// copy of a fact, and every reader already folds copies once.
+    /// recorded stores no second copy. Like every append to an entity's
+    /// journal, it is checked against the journal's last sequence
+    /// (invariant 2); every reader folds such a copy of a fact once.
     pub async fn replay(&self, id: u64, by: &str) -> Result<Handling, DeadLetterError> {
         let message = self.advisory_message(id).await?;
         let advisory = parse(&message)?;
@@ -271,13 +278,7 @@ impl DeadLetters {
         let message_id = replay_message_id(&original, &advisory, id);
         let headers = replay_headers(&original.headers, &message_id, &advisory, id);
         let subject = original.subject.to_string();
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, original.payload.clone())
-            .await
-            .map_err(|e| nats("publishing the replay")(e.into()))?
-            .await
-            .map_err(|e| nats("storing the replay")(e.into()))?;
+        let ack = self.append_copy(&source, &subject, headers, &original.payload).await?;
         let handling = Handling::Replayed {
             at: now_rfc3339(),
             by: by.to_owned(),
@@ -326,6 +327,44 @@ impl DeadLetters {
         let received = count(DEAD_LETTERS).await?;
         let handled = count(DEAD_LETTER_ACTIONS).await?;
         Ok(received.saturating_sub(handled))
+    }
+
+    /// Publishes a copy to `subject` under the optimistic-concurrency check
+    /// of the entity the subject names, reading its last sequence again
+    /// when another writer got in first.
+    async fn append_copy(
+        &self,
+        source: &Stream<()>,
+        subject: &str,
+        headers: HeaderMap,
+        payload: &bytes::Bytes,
+    ) -> Result<PublishAck, DeadLetterError> {
+        let journal = EntityRef::parse_subject(subject).map(|(entity, _)| entity.journal_filter());
+        for _ in 0..OCC_ATTEMPTS {
+            let mut headers = headers.clone();
+            if let Some(journal) = &journal {
+                let last = match source.direct_get_last_for_subject(journal.as_str()).await {
+                    Ok(m) => m.sequence,
+                    Err(e) if e.kind() == DirectGetErrorKind::NotFound => 0,
+                    Err(e) => return Err(DeadLetterError::Nats(format!("reading {journal}: {e}"))),
+                };
+                headers.insert(h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, last.to_string().as_str());
+                headers.insert(h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, journal.as_str());
+            }
+            let published = self
+                .js
+                .publish_with_headers(subject.to_owned(), headers, payload.clone())
+                .await
+                .map_err(|e| nats("publishing the replay")(e.into()))?;
+            match published.await {
+                Ok(ack) => return Ok(ack),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
+                Err(e) => return Err(nats("storing the replay")(e.into())),
+            }
+        }
+        Err(DeadLetterError::Nats(format!(
+            "{subject}: its journal kept changing during {OCC_ATTEMPTS} attempts; try again"
+        )))
     }
 
     async fn advisory_message(&self, id: u64) -> Result<StreamMessage, DeadLetterError> {

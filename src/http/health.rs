@@ -3,13 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use schemas::subjects::EntityKind;
 use serde_json::{json, Value};
 
 use super::problem::Problem;
 use super::AppState;
-use crate::bus::topology::DEAD_LETTERS;
-use crate::dead_letters::DEAD_LETTER_ACTIONS;
+use crate::bus::topology;
 
 /// Alive: the process serves HTTP.
 pub async fn healthz() -> Json<Value> {
@@ -22,16 +20,13 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Problem>
     if state != async_nats::connection::State::Connected {
         return Err(not_ready(format!("NATS connection is {state:?}")));
     }
-    let streams = EntityKind::ALL
-        .iter()
-        .map(|k| k.stream())
-        .chain([DEAD_LETTERS, DEAD_LETTER_ACTIONS]);
-    for stream in streams {
-        let found = tokio::time::timeout(PROBE_TIMEOUT, app.js.get_stream_no_info(stream)).await;
-        match found {
+    for stream in topology::streams(&app.config) {
+        // `get_stream` asks the server; a handle alone would prove nothing.
+        let name = stream.name;
+        match tokio::time::timeout(PROBE_TIMEOUT, app.js.get_stream(&name)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(not_ready(format!("stream {stream}: {e}"))),
-            Err(_) => return Err(not_ready(format!("stream {stream}: no answer in {PROBE_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(not_ready(format!("stream {name}: {e}"))),
+            Err(_) => return Err(not_ready(format!("stream {name}: no answer in {PROBE_TIMEOUT:?}"))),
         }
     }
     if !app.snapshots.is_open() {

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::bus::decoded::hex;
+
 /// A parsed `traceparent`: version 00, trace id, parent span id, flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
@@ -78,10 +80,6 @@ fn new_span_id() -> [u8; 8] {
     let mut id = [0; 8];
     id.copy_from_slice(&bytes[..8]);
     id
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {

@@ -9,7 +9,7 @@ use schemas::subjects::{EntityKind, EntityRef};
 
 use crate::support::load::{all_ended, place_mixed, Mix};
 use crate::support::nats::eventually_true;
-use crate::support::process::NodeProcess;
+use crate::support::process::ProcessRig;
 use crate::support::{audit_passes, eventually, order_body, test_config, NatsServer, TestApp};
 
 const ALL_ENDED: Duration = Duration::from_secs(120);
@@ -90,26 +90,12 @@ async fn killing_actors_under_a_mixed_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilling_the_node_three_times_loses_nothing() {
-    let nats = NatsServer::start().await;
-    let js = nats.jetstream().await;
-    topology::ensure(&js, &test_config(&nats.url()))
-        .await
-        .expect("topology");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    // Unacked inputs of a killed node come back after ack_wait.
-    let env = [
-        ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
-        ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
-    ];
-    let mut node = NodeProcess::start(&nats.url(), dir.path(), &env).await;
-    let base = node.base();
-    let http = reqwest::Client::new();
+    let mut rig = ProcessRig::start(&[]).await;
     for sku in ["P1", "P2", "P3"] {
-        let r = http
-            .post(format!("{base}/api/v1/skus/{sku}/restock"))
-            .json(&serde_json::json!({ "quantity": 150 }));
-        assert!(r.send().await.expect("restocked").status().is_success());
+        rig.restock(sku, 150).await;
     }
+    let (js, http, base) = (rig.js.clone(), rig.http.clone(), rig.node.base());
+    let node = &mut rig.node;
 
     let mix = Mix::new(600, &["P1", "P2", "P3"]);
     let load = {

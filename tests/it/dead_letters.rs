@@ -133,6 +133,13 @@ async fn a_step_that_always_fails_is_replayed_after_the_fix_and_the_order_comple
         copy.headers.get("Orderflow-Dead-Letter").map(|v| v.as_str()),
         Some(dl.to_string().as_str())
     );
+    // Appended like any other write: checked against the order's journal (invariant 2).
+    assert_eq!(
+        copy.headers
+            .get("Nats-Expected-Last-Subject-Sequence-Subject")
+            .map(|v| v.as_str()),
+        Some(format!("orders.{id}.*").as_str())
+    );
     app.audit_passes().await;
 
     // A dead letter is replayed once; a second try is refused by CLI and API.
@@ -273,4 +280,39 @@ async fn racing_replays_of_one_dead_letter_store_one_copy() {
             .cloned()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_whose_original_aged_out_is_shown_and_discarded_but_not_replayed() {
+    let app = app_during_outage().await;
+    let dl = poison(&app).await;
+    let base = app.url("/admin/dead-letters");
+    let (_, shown) = send(app.http.get(format!("{base}/{dl}"))).await;
+    let (stream, seq) = (
+        shown["stream"].as_str().expect("a stream").to_owned(),
+        shown["stream_seq"].as_u64().expect("a sequence"),
+    );
+    let source = app.js.get_stream(&stream).await.expect("the source stream");
+    source.delete_message(seq).await.expect("the original is removed");
+
+    let (status, shown) = send(app.http.get(format!("{base}/{dl}"))).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["original"], Value::Null, "{shown}");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no longer stored"),
+        "{shown}"
+    );
+    let (status, problem) = send(app.http.post(format!("{base}/{dl}/replay"))).await;
+    assert_eq!(status, StatusCode::GONE, "{problem}");
+    assert_eq!(problem["code"], "original-gone");
+    let (status, handled) = send(
+        app.http
+            .post(format!("{base}/{dl}/discard"))
+            .json(&json!({ "reason": "aged out" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{handled}");
 }

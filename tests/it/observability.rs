@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use orderflow::bus::topology;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::support::load::{all_ended, place_mixed, Mix};
-use crate::support::process::NodeProcess;
+use crate::support::process::ProcessRig;
 use crate::support::{
-    audit_passes, eventually, order_body, orderflow_cli, send, test_config, NatsServer, TestApp, SAGA_DEADLINE,
+    audit_passes, eventually, metric_value, order_body, orderflow_cli, send, test_config, NatsServer, TestApp,
+    SAGA_DEADLINE,
 };
 
 /// Every message of the order's saga, across the four streams.
@@ -152,19 +152,9 @@ async fn metrics_expose_every_family_with_sane_values_after_a_small_load() {
     })
     .await;
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let value = |series: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+        metric_value(&text, series).unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
     };
     assert_eq!(
         value(r#"orderflow_http_requests_total{method="POST",route="/api/v1/orders",status="201"}"#),
@@ -232,6 +222,22 @@ async fn readiness_follows_the_broker_down_and_back() {
         (send(app.http.get(&ready)).await.0 == StatusCode::OK).then_some(())
     })
     .await;
+
+    // A missing stream is noticed (asked of the server, not assumed), and
+    // `orderflow setup` puts it back.
+    app.js.delete_stream("DEAD_LETTER_ACTIONS").await.expect("deleted");
+    let (status, problem) = send(app.http.get(&ready)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DEAD_LETTER_ACTIONS"),
+        "{problem}"
+    );
+    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(send(app.http.get(&ready)).await.0, StatusCode::OK);
     // And the node works again.
     app.restock("SKU-1", 1).await;
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
@@ -240,28 +246,15 @@ async fn readiness_follows_the_broker_down_and_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_zero_and_loses_nothing() {
-    let nats = NatsServer::start().await;
-    let js = nats.jetstream().await;
-    topology::ensure(&js, &test_config(&nats.url()))
-        .await
-        .expect("topology");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let env = [
-        ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
-        ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
+    let mut rig = ProcessRig::start(&[
         ("ORDERFLOW_NODE__SHUTDOWN_TIMEOUT", "20s"),
         ("ORDERFLOW_TELEMETRY__LOG_FORMAT", "json"),
         ("ORDERFLOW_LOG", "info"),
-    ];
-    let mut node = NodeProcess::start(&nats.url(), dir.path(), &env).await;
-    let base = node.base();
-    let http = reqwest::Client::new();
-    let (status, body) = send(
-        http.post(format!("{base}/api/v1/skus/T1/restock"))
-            .json(&json!({ "quantity": 500 })),
-    )
+    ])
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    rig.restock("T1", 500).await;
+    let (js, http, base) = (rig.js.clone(), rig.http.clone(), rig.node.base());
+    let node = &mut rig.node;
 
     let mix = Mix::new(300, &["T1"]);
     let load = {

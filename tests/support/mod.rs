@@ -148,21 +148,22 @@ impl TestApp {
         self.config = config;
     }
 
-    /// The value of one series on `/metrics`, e.g.
-    /// `orderflow_dead_letters_backlog` or `x_total{consumer="payments"}`.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self
-            .http
+    /// The node's `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .expect("the node answers")
             .text()
             .await
-            .expect("a text body");
-        text.lines()
-            .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .find_map(|value| value.trim().parse().ok())
+            .expect("a text body")
+    }
+
+    /// The value of one series on `/metrics`, e.g.
+    /// `orderflow_dead_letters_backlog` or `x_total{consumer="payments"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics_text().await, series)
     }
 
     /// Every stored message of `stream` matching `filter`, oldest first.
@@ -186,6 +187,13 @@ pub async fn stored(js: &async_nats::jetstream::Context, stream: &str, filter: &
             Err(e) => panic!("reading {filter}: {e}"),
         }
     }
+}
+
+/// The value of `series` in a Prometheus text page.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
 }
 
 /// Runs `orderflow audit`'s checks on the streams and fails on any violation.

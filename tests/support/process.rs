@@ -116,3 +116,50 @@ impl NodeProcess {
         self.launch().await;
     }
 }
+
+/// A fresh nats-server with the topology in place and one node process on
+/// it, for tests that stop the node itself. Unacked inputs of a node that
+/// went away come back after a short `ack_wait` (2 s); `env` adds settings.
+pub struct ProcessRig {
+    /// The broker (kept alive with the rig).
+    pub nats: super::NatsServer,
+    /// JetStream, for looking at the streams.
+    pub js: async_nats::jetstream::Context,
+    /// The node.
+    pub node: NodeProcess,
+    /// A client for the API.
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessRig {
+    /// Starts the rig.
+    pub async fn start(env: &[(&str, &str)]) -> ProcessRig {
+        let nats = super::NatsServer::start().await;
+        let js = nats.jetstream().await;
+        orderflow::bus::topology::ensure(&js, &super::test_config(&nats.url()))
+            .await
+            .expect("topology");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut settings = vec![
+            ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
+            ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
+        ];
+        settings.extend_from_slice(env);
+        let node = NodeProcess::start(&nats.url(), dir.path(), &settings).await;
+        ProcessRig {
+            nats,
+            js,
+            node,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Adds `quantity` units to `sku` through the node's API.
+    pub async fn restock(&self, sku: &str, quantity: u64) {
+        let url = format!("{}/api/v1/skus/{sku}/restock", self.node.base());
+        let (status, body) = super::send(self.http.post(url).json(&serde_json::json!({ "quantity": quantity }))).await;
+        assert!(status.is_success(), "restocking {sku}: {status} {body}");
+    }
+}
