@@ -22,7 +22,7 @@ pub struct Config {
     pub consumers: ConsumerConfig,
     /// The entity actors.
     pub actors: ActorConfig,
-    /// The simulated payment provider.
+    /// The payment provider, its retries and circuit breaker.
     pub gateway: GatewayConfig,
     /// Local snapshots.
     pub store: StoreConfig,
@@ -161,15 +161,72 @@ pub struct ActorConfig {
     pub snapshot_every: usize,
 }
 
-/// The simulated payment provider's rules.
+/// Which payment provider charges orders.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Rules in this process (test tokens, an amount limit); for demos and tests.
+    #[default]
+    Simulated,
+    /// A payment service over HTTP (`gateway.http`), behind retries and a circuit breaker.
+    Http,
+}
+
+/// The payment provider.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Charges above this many minor units are declined.
+    /// `simulated` or `http`.
+    pub provider: Provider,
+    /// Simulated: charges above this many minor units are declined.
     pub decline_above: u64,
-    /// A provider outage, for drills: every charge fails transiently until
-    /// the node runs without it (then dead letters can be replayed).
+    /// Simulated: a provider outage, for drills: every charge fails
+    /// transiently until the node runs without it (then dead letters can be replayed).
     pub outage: bool,
+    /// How long a charge waits while the breaker is open before the order
+    /// fails ("payment not possible"), counted from the payment request.
+    #[serde(with = "humantime_serde")]
+    pub wait_deadline: Duration,
+    /// The HTTP provider.
+    pub http: HttpGatewayConfig,
+    /// The circuit breaker in front of the HTTP provider.
+    pub breaker: BreakerConfig,
+}
+
+/// A payment service spoken to over HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpGatewayConfig {
+    /// Base URL; charges go to `<url>/charges`, refunds to `<url>/refunds`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <api_key>` when not empty. Set it from
+    /// the environment (`ORDERFLOW_GATEWAY__HTTP__API_KEY`), never in a file in git.
+    pub api_key: String,
+    /// Per attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Further attempts after a transient failure (timeouts, 408, 429, 5xx, refused connections).
+    pub retries: usize,
+    /// The first retry's delay; it doubles, with jitter, up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// The longest delay between attempts.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+/// When the breaker opens and how long it stays open.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failed attempts that open it.
+    pub failures: u32,
+    /// How long it first stays open before letting calls probe (half-open).
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// The open time doubles after each failed probe, up to this.
+    #[serde(with = "humantime_serde")]
+    pub open_max: Duration,
 }
 
 impl Default for NatsConfig {
@@ -232,8 +289,49 @@ impl Default for ActorConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
+            provider: Provider::default(),
             decline_above: 1_000_000,
             outage: false,
+            wait_deadline: Duration::from_secs(300),
+            http: HttpGatewayConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// How many deliveries a charge may spend waiting for an open breaker:
+    /// one every `breaker.open_for` until `wait_deadline`, and one more to
+    /// give up; none for the simulated provider, which has no breaker.
+    pub fn wait_deliveries(&self) -> i64 {
+        if self.provider == Provider::Simulated {
+            return 0;
+        }
+        let recheck = self.breaker.open_for.max(Duration::from_millis(100)).as_millis();
+        let waits = self.wait_deadline.as_millis().div_ceil(recheck);
+        i64::try_from(waits).unwrap_or(i64::MAX).saturating_add(1)
+    }
+}
+
+impl Default for HttpGatewayConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9090".into(),
+            api_key: String::new(),
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            open_for: Duration::from_secs(5),
+            open_max: Duration::from_secs(60),
         }
     }
 }
@@ -285,6 +383,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("orderflow.example.toml");
         let example = Config::load(Some(&path)).expect("the example file loads");
         assert_eq!(example, Config::default());
+    }
+
+    #[test]
+    fn waiting_for_an_open_breaker_gets_its_own_delivery_budget() {
+        let mut gateway = GatewayConfig::default();
+        assert_eq!(gateway.wait_deliveries(), 0, "the simulated provider never waits");
+        gateway.provider = Provider::Http;
+        gateway.wait_deadline = Duration::from_secs(300);
+        gateway.breaker.open_for = Duration::from_secs(5);
+        assert_eq!(gateway.wait_deliveries(), 61);
+        gateway.breaker.open_for = Duration::from_secs(7);
+        assert_eq!(gateway.wait_deliveries(), 44, "rounded up, plus the one that gives up");
     }
 
     #[test]

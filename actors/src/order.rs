@@ -117,6 +117,9 @@ pub struct Order {
     /// Dead letters already recorded (stream, sequence), so each is told once.
     #[serde(default)]
     pub dead_letters: BTreeSet<(String, u64)>,
+    /// Why the payment step waits for its provider, until the charge is decided.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 impl Order {
@@ -161,6 +164,8 @@ pub enum PaymentReply {
     Authorized { payment_id: String },
     /// Refused.
     Declined { reason: String },
+    /// Given up: the provider stayed unreachable past the wait deadline.
+    Unavailable { reason: String },
 }
 
 /// A SKU's answer.
@@ -189,6 +194,8 @@ pub enum OrderCommand {
     Cancel { reason: String },
     /// The payment actor answered.
     RecordPayment(PaymentReply),
+    /// The payment actor said the charge waits for its provider.
+    RecordPaymentWaiting { reason: String },
     /// A SKU answered.
     RecordStock { sku: Sku, reply: StockReply },
     /// The refund is done.
@@ -294,6 +301,7 @@ impl Aggregate for OrderSaga {
                     ended: None,
                     attention: None,
                     dead_letters: BTreeSet::new(),
+                    waiting: None,
                 }),
                 _ => None,
             };
@@ -323,6 +331,10 @@ impl Aggregate for OrderSaga {
             OrderEvent::StockRejected { sku, .. } if order.stock.get(sku) == Some(&StockStep::Requested) => {
                 order.stock.insert(sku.clone(), StockStep::Rejected);
                 true
+            }
+            OrderEvent::PaymentWaiting { reason } if order.payment == PaymentStep::Requested => {
+                order.waiting = Some(reason.clone());
+                false
             }
             OrderEvent::CancelRequested { reason } if order.cancel_requested.is_none() => {
                 order.cancel_requested = Some(reason.clone());
@@ -385,6 +397,9 @@ impl Aggregate for OrderSaga {
         if moved {
             order.attention = None;
         }
+        if order.payment != PaymentStep::Requested {
+            order.waiting = None;
+        }
         Some(order)
     }
 }
@@ -423,18 +438,27 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
                     },
                 }]
             }
-            (PaymentStep::Requested, PaymentReply::Declined { reason }) => vec![match &order.cancel_requested {
-                None => OrderEvent::Failed {
-                    customer_id: order.customer_id.clone(),
-                    reason: format!("payment declined: {reason}"),
-                },
-                Some(cancel) => OrderEvent::Cancelled {
-                    customer_id: order.customer_id.clone(),
-                    reason: cancel.clone(),
-                },
-            }],
+            (
+                PaymentStep::Requested,
+                PaymentReply::Declined { reason: why } | PaymentReply::Unavailable { reason: why },
+            ) => {
+                let failure = match reply {
+                    PaymentReply::Declined { .. } => "payment declined",
+                    _ => "payment not possible",
+                };
+                vec![match &order.cancel_requested {
+                    None => OrderEvent::Failed {
+                        customer_id: order.customer_id.clone(),
+                        reason: format!("{failure}: {why}"),
+                    },
+                    Some(cancel) => OrderEvent::Cancelled {
+                        customer_id: order.customer_id.clone(),
+                        reason: cancel.clone(),
+                    },
+                }]
+            }
             (PaymentStep::Authorized, PaymentReply::Authorized { .. })
-            | (PaymentStep::Declined, PaymentReply::Declined { .. }) => Vec::new(),
+            | (PaymentStep::Declined, PaymentReply::Declined { .. } | PaymentReply::Unavailable { .. }) => Vec::new(),
             _ => return Err(unexpected("payment reply")),
         },
         OrderCommand::RecordStock { sku, reply } => match (order.stock.get(sku), reply) {
@@ -455,6 +479,14 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
             | (Some(StockStep::Rejected), StockReply::Rejected { .. }) => Vec::new(),
             _ => return Err(unexpected("stock reply")),
         },
+        OrderCommand::RecordPaymentWaiting { reason } => {
+            if order.payment == PaymentStep::Requested && order.waiting.is_none() {
+                vec![OrderEvent::PaymentWaiting { reason: reason.clone() }]
+            } else {
+                // Told already, or the charge was decided meanwhile: a late notice.
+                Vec::new()
+            }
+        }
         OrderCommand::RecordRefund { refund_id } => match &order.compensation {
             Some(c) if c.refund_pending => vec![OrderEvent::RefundConfirmed {
                 refund_id: refund_id.clone(),

@@ -19,6 +19,10 @@ pub enum Payment {
     Authorized { payment_id: String, amount: Money },
     /// Refused; nothing captured.
     Declined { reason: String },
+    /// Not charged: the provider is unreachable, so the charge waits.
+    Waiting { reason: String },
+    /// Not charged, and never will be: the provider stayed unreachable too long.
+    Abandoned { reason: String },
     /// Charged, then refunded in full.
     Refunded {
         payment_id: String,
@@ -48,6 +52,10 @@ pub enum PaymentCommand {
     },
     /// Record the gateway's refund of the captured amount.
     RecordRefund { order_id: OrderId, refund_id: String },
+    /// Record that the charge waits for an unreachable provider.
+    RecordWaiting { order_id: OrderId, reason: String },
+    /// Give the charge up: the provider stayed unreachable past the deadline.
+    Abandon { order_id: OrderId, reason: String },
 }
 
 /// Why a payment refused a command.
@@ -70,7 +78,7 @@ impl Aggregate for PaymentLedger {
     fn decide(state: &Payment, command: &PaymentCommand) -> Result<Vec<PaymentEvent>, PaymentRejection> {
         match (state, command) {
             (
-                Payment::NotCharged,
+                Payment::NotCharged | Payment::Waiting { .. },
                 PaymentCommand::RecordCharge {
                     order_id,
                     amount,
@@ -99,20 +107,42 @@ impl Aggregate for PaymentLedger {
                 }])
             }
             (Payment::Refunded { .. }, PaymentCommand::RecordRefund { .. }) => Ok(Vec::new()),
-            (Payment::NotCharged | Payment::Declined { .. }, PaymentCommand::RecordRefund { .. }) => {
-                Err(PaymentRejection::NothingCaptured)
+            (
+                Payment::NotCharged | Payment::Waiting { .. } | Payment::Declined { .. } | Payment::Abandoned { .. },
+                PaymentCommand::RecordRefund { .. },
+            ) => Err(PaymentRejection::NothingCaptured),
+            (Payment::NotCharged, PaymentCommand::RecordWaiting { order_id, reason }) => {
+                Ok(vec![PaymentEvent::Waiting {
+                    order_id: *order_id,
+                    reason: reason.clone(),
+                }])
             }
+            // Told once; a charge already decided needs no waiting.
+            (_, PaymentCommand::RecordWaiting { .. }) => Ok(Vec::new()),
+            (Payment::NotCharged | Payment::Waiting { .. }, PaymentCommand::Abandon { order_id, reason }) => {
+                Ok(vec![PaymentEvent::Abandoned {
+                    order_id: *order_id,
+                    reason: reason.clone(),
+                }])
+            }
+            (_, PaymentCommand::Abandon { .. }) => Ok(Vec::new()),
         }
     }
 
     fn evolve(state: Payment, event: &PaymentEvent) -> Payment {
         match (state, event) {
-            (Payment::NotCharged, PaymentEvent::Authorized { payment_id, amount, .. }) => Payment::Authorized {
-                payment_id: payment_id.clone(),
-                amount: amount.clone(),
-            },
-            (Payment::NotCharged, PaymentEvent::Declined { reason, .. }) => {
+            (Payment::NotCharged, PaymentEvent::Waiting { reason, .. }) => Payment::Waiting { reason: reason.clone() },
+            (Payment::NotCharged | Payment::Waiting { .. }, PaymentEvent::Authorized { payment_id, amount, .. }) => {
+                Payment::Authorized {
+                    payment_id: payment_id.clone(),
+                    amount: amount.clone(),
+                }
+            }
+            (Payment::NotCharged | Payment::Waiting { .. }, PaymentEvent::Declined { reason, .. }) => {
                 Payment::Declined { reason: reason.clone() }
+            }
+            (Payment::NotCharged | Payment::Waiting { .. }, PaymentEvent::Abandoned { reason, .. }) => {
+                Payment::Abandoned { reason: reason.clone() }
             }
             (
                 Payment::Authorized { .. },
@@ -154,10 +184,16 @@ pub trait Gateway: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, GatewayError>> + Send;
 }
 
-/// A gateway call that did not produce an answer; always worth retrying.
+/// A gateway call that did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("payment gateway unavailable: {0}")]
-pub struct GatewayError(pub String);
+pub enum GatewayError {
+    /// The provider did not answer or failed transiently; worth retrying soon.
+    #[error("payment gateway unavailable: {0}")]
+    Unavailable(String),
+    /// The circuit breaker is open: the provider was not called at all.
+    #[error("payment gateway circuit open: {0}")]
+    CircuitOpen(String),
+}
 
 #[cfg(test)]
 mod tests {
@@ -185,6 +221,8 @@ mod tests {
                 },
             }),
             "[a-z]{1,4}".prop_map(move |refund_id| PaymentCommand::RecordRefund { order_id, refund_id }),
+            "[a-z]{1,4}".prop_map(move |reason| PaymentCommand::RecordWaiting { order_id, reason }),
+            "[a-z]{1,4}".prop_map(move |reason| PaymentCommand::Abandon { order_id, reason }),
         ]
     }
 
@@ -203,13 +241,28 @@ mod tests {
                     }
                 }
             }
-            let charges = journal.iter().filter(|e| !matches!(e, PaymentEvent::Refunded { .. })).count();
+            // One decision per charge: authorized, declined or abandoned, never two.
+            let charges = journal
+                .iter()
+                .filter(|e| !matches!(e, PaymentEvent::Refunded { .. } | PaymentEvent::Waiting { .. }))
+                .count();
+            let waits: Vec<usize> = journal
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| matches!(e, PaymentEvent::Waiting { .. }))
+                .map(|(i, _)| i)
+                .collect();
+            // Waiting is told at most once, and only before the charge is decided.
+            prop_assert!(waits.len() <= 1);
+            prop_assert!(waits.iter().all(|&i| i == 0));
             let refunds: Vec<_> = journal.iter().filter(|e| matches!(e, PaymentEvent::Refunded { .. })).collect();
             prop_assert!(charges <= 1);
             prop_assert!(refunds.len() <= 1);
             if let Some(PaymentEvent::Refunded { amount, .. }) = refunds.first() {
                 // Refunded exactly what was captured, after capturing it.
-                let captured = matches!(&journal[0], PaymentEvent::Authorized { amount: a, .. } if a == amount);
+                let captured = journal
+                    .iter()
+                    .any(|e| matches!(e, PaymentEvent::Authorized { amount: a, .. } if a == amount));
                 prop_assert!(captured);
             }
             prop_assert_eq!(PaymentLedger::replay(&journal), state);

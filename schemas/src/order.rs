@@ -78,6 +78,8 @@ pub enum OrderEvent {
     },
     /// Someone asked to cancel; honoured once the step in flight answers.
     CancelRequested { reason: String },
+    /// The payment step waits for the provider (its circuit breaker is open); why, in words.
+    PaymentWaiting { reason: String },
     /// The saga is undoing what it did before ending as `outcome`.
     Compensating {
         outcome: Outcome,
@@ -121,6 +123,7 @@ impl Event for OrderEvent {
             Self::StockReserved { .. } => "stock_reserved",
             Self::StockRejected { .. } => "stock_rejected",
             Self::CancelRequested { .. } => "cancel_requested",
+            Self::PaymentWaiting { .. } => "payment_waiting",
             Self::Compensating { .. } => "compensating",
             Self::RefundConfirmed { .. } => "refund_confirmed",
             Self::ReleaseConfirmed { .. } => "release_confirmed",

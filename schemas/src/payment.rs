@@ -18,6 +18,10 @@ pub enum PaymentEvent {
     },
     /// The gateway refused the charge; nothing was captured.
     Declined { order_id: OrderId, reason: String },
+    /// The provider is unreachable (its circuit breaker is open); the charge waits.
+    Waiting { order_id: OrderId, reason: String },
+    /// The provider stayed unreachable past the wait deadline; nothing was charged by us.
+    Abandoned { order_id: OrderId, reason: String },
     /// The captured amount went back to the customer.
     Refunded {
         order_id: OrderId,
@@ -35,6 +39,8 @@ impl Event for PaymentEvent {
             Self::Authorized { .. } => "authorized",
             Self::Declined { .. } => "declined",
             Self::Refunded { .. } => "refunded",
+            Self::Waiting { .. } => "waiting",
+            Self::Abandoned { .. } => "abandoned",
         }
     }
 
@@ -44,9 +50,11 @@ impl Event for PaymentEvent {
 
     fn order_id(&self) -> Option<OrderId> {
         match self {
-            Self::Authorized { order_id, .. } | Self::Declined { order_id, .. } | Self::Refunded { order_id, .. } => {
-                Some(*order_id)
-            }
+            Self::Authorized { order_id, .. }
+            | Self::Declined { order_id, .. }
+            | Self::Refunded { order_id, .. }
+            | Self::Waiting { order_id, .. }
+            | Self::Abandoned { order_id, .. } => Some(*order_id),
         }
     }
 }

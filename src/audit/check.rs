@@ -132,10 +132,12 @@ impl PaymentTally {
                 same_order(id, order_id)?;
                 &mut record.authorized
             }
-            PaymentEvent::Declined { order_id, .. } => {
+            // Given up unreached: like a decline, nothing was captured.
+            PaymentEvent::Declined { order_id, .. } | PaymentEvent::Abandoned { order_id, .. } => {
                 same_order(id, order_id)?;
                 &mut record.declined
             }
+            PaymentEvent::Waiting { order_id, .. } => return same_order(id, order_id),
             PaymentEvent::Refunded { order_id, .. } => {
                 same_order(id, order_id)?;
                 &mut record.refunded

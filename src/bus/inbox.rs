@@ -27,6 +27,9 @@ pub enum Failure {
     /// Never retry: terminate, so the server's advisory dead-letters it.
     #[error("poison: {0}")]
     Poison(String),
+    /// Not now, by design (an outside party is known to be down): ask again after `retry_in`.
+    #[error("waiting: {reason}")]
+    Wait { reason: String, retry_in: Duration },
 }
 
 impl From<actors::shell::StepError> for Failure {
@@ -176,6 +179,11 @@ async fn settle(consumer: &'static str, message: &Message, outcome: Result<(), F
             tracing::info!(consumer, subject = %message.subject, %reason, "retrying later");
             telemetry::inbox_settled(consumer, "nak");
             AckKind::Nak(Some(retry_delay))
+        }
+        Err(Failure::Wait { reason, retry_in }) => {
+            tracing::debug!(consumer, subject = %message.subject, %reason, ?retry_in, "waiting");
+            telemetry::inbox_settled(consumer, "wait");
+            AckKind::Nak(Some(*retry_in))
         }
         Err(Failure::Poison(reason)) => {
             tracing::error!(consumer, subject = %message.subject, %reason, "terminating poison message");

@@ -54,7 +54,7 @@ pub const ORDER_STARTS: Inbox = Inbox {
 pub const ORDER_PAYMENT_REPLIES: Inbox = Inbox {
     source: EntityKind::Payment,
     name: "order-saga",
-    event_types: &["authorized", "declined", "refunded"],
+    event_types: &["authorized", "declined", "refunded", "waiting", "abandoned"],
 };
 /// The order saga hears stock answers.
 pub const ORDER_STOCK_REPLIES: Inbox = Inbox {
@@ -115,7 +115,14 @@ pub fn stream_config(kind: EntityKind, config: &Config) -> stream::Config {
 
 /// The configuration of one durable inbox.
 pub fn consumer_config(inbox: &Inbox, config: &Config) -> pull::Config {
-    durable_config(inbox.name, inbox.source.stream(), inbox.filters(), config)
+    let mut consumer = durable_config(inbox.name, inbox.source.stream(), inbox.filters(), config);
+    if *inbox == PAYMENT_REQUESTS {
+        // Charges waiting for an open breaker are redelivered every
+        // `open_for` until `wait_deadline`; those deliveries must not use up
+        // the budget meant for failures.
+        consumer.max_deliver = consumer.max_deliver.saturating_add(config.gateway.wait_deliveries());
+    }
+    consumer
 }
 
 /// A durable consumer named `name` on `stream`, reading `filters` (all if

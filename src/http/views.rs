@@ -41,6 +41,9 @@ pub struct OrderView {
     /// Why it failed or was cancelled, or why it needs attention.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why it waits, while a step waits for an outside party (a payment provider whose breaker is open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// What was ordered.
     pub items: Vec<Line>,
     /// The total.
@@ -94,6 +97,7 @@ pub async fn order(journal: &NatsJournal, id: OrderId) -> Result<Option<OrderVie
         customer_id: order.customer_id.to_string(),
         status: order.status(),
         reason,
+        waiting: order.waiting.clone(),
         amount: order.amount(),
         items: order.lines,
         history,

@@ -1,6 +1,7 @@
 //! What each inbox's messages ask of which actors.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use actors::inventory::InventoryCommand;
 use actors::notification::Notify;
@@ -51,17 +52,67 @@ pub const ROUTES: [(Inbox, Input); 6] = [
     (topology::ORDER_ENDINGS, Input::OrderEndings),
 ];
 
+/// How charges wait while the payment provider's breaker is open.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPolicy {
+    /// Give up this long after the payment was requested.
+    pub deadline: Duration,
+    /// Ask the breaker again this often.
+    pub recheck: Duration,
+}
+
 /// Hands one inbox's messages to the actors they concern.
 pub struct Route {
     input: Input,
     actors: Arc<Actors>,
     journal: Arc<NatsJournal>,
+    wait: WaitPolicy,
 }
 
 impl Route {
     /// A route for `input`'s messages; `journal` dates sagas for the metrics.
-    pub fn new(input: Input, actors: Arc<Actors>, journal: Arc<NatsJournal>) -> Self {
-        Self { input, actors, journal }
+    pub fn new(input: Input, actors: Arc<Actors>, journal: Arc<NatsJournal>, wait: WaitPolicy) -> Self {
+        Self {
+            input,
+            actors,
+            journal,
+            wait,
+        }
+    }
+
+    /// The breaker is open: journal (once) that the charge waits and ask
+    /// again later, or give the charge up past the deadline, so the order
+    /// fails with the reason instead of waiting for ever.
+    async fn wait_for_provider(
+        &self,
+        order_id: OrderId,
+        reason: String,
+        message: &Message,
+        cause: actors::journal::Cause,
+    ) -> Result<(), Failure> {
+        let requested = message.info().ok().map(|i| SystemTime::from(i.published));
+        let waited = requested
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let payment = EntityRef::payment(order_id);
+        let payments = &self.actors.payments;
+        if waited >= self.wait.deadline {
+            let reason = format!(
+                "payment provider unavailable for over {} (circuit breaker open)",
+                humantime::format_duration(self.wait.deadline)
+            );
+            let abandon = PaymentIntent::Abandon { order_id, reason };
+            return settled(&payment, payments.execute(&payment, abandon, cause).await).map(drop);
+        }
+        let wait = PaymentIntent::Wait {
+            order_id,
+            reason: reason.clone(),
+        };
+        settled(&payment, payments.execute(&payment, wait, cause).await)?;
+        Err(Failure::Wait {
+            reason,
+            retry_in: self.wait.recheck,
+        })
     }
 
     /// Counts an ending once (when its notification is first recorded),
@@ -133,6 +184,10 @@ impl Handler for Route {
                         OrderCommand::RecordPayment(PaymentReply::Declined { reason })
                     }
                     PaymentEvent::Refunded { refund_id, .. } => OrderCommand::RecordRefund { refund_id },
+                    PaymentEvent::Waiting { reason, .. } => OrderCommand::RecordPaymentWaiting { reason },
+                    PaymentEvent::Abandoned { reason, .. } => {
+                        OrderCommand::RecordPayment(PaymentReply::Unavailable { reason })
+                    }
                 };
                 settled(&order, a.orders.execute(&order, command, cause).await).map(drop)
             }
@@ -175,11 +230,16 @@ impl Handler for Route {
                 let (entity, event) = read::<OrderEvent>(message)?;
                 let order_id = order_id(&entity)?;
                 let intent = match event {
-                    OrderEvent::PaymentRequested { amount, payment_method } => PaymentIntent::Charge {
-                        order_id,
-                        amount,
-                        payment_method,
-                    },
+                    OrderEvent::PaymentRequested { amount, payment_method } => {
+                        if let Some(reason) = a.gateway.circuit_open() {
+                            return self.wait_for_provider(order_id, reason, message, cause).await;
+                        }
+                        PaymentIntent::Charge {
+                            order_id,
+                            amount,
+                            payment_method,
+                        }
+                    }
                     OrderEvent::Compensating { refund: Some(_), .. } => PaymentIntent::Refund { order_id },
                     _ => return Ok(()),
                 };

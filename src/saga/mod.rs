@@ -18,14 +18,25 @@ use crate::bus::journal::NatsJournal;
 use crate::bus::{inbox, topology};
 use crate::config::Config;
 use crate::dead_letters::DEAD_LETTER_ACTIONS;
-use crate::gateway::SimulatedGateway;
+use crate::gateway::{HttpGatewayError, PaymentProvider};
+
+/// Why the saga's actors could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error("payment provider: {0}")]
+    Gateway(#[from] HttpGatewayError),
+}
 
 /// One directory of live actors per entity kind.
 pub struct Actors {
+    /// The payment provider the payment actors call (shared, with its breaker).
+    pub gateway: Arc<PaymentProvider>,
     /// Order sagas, by order id.
     pub orders: Directory<Pure<OrderSaga>, NatsJournal>,
     /// Payments, by order id.
-    pub payments: Directory<PaymentBehavior<SimulatedGateway>, NatsJournal>,
+    pub payments: Directory<PaymentBehavior<PaymentProvider>, NatsJournal>,
     /// Stock, by SKU.
     pub inventory: Directory<Pure<Inventory>, NatsJournal>,
     /// Notifications, by order id.
@@ -38,7 +49,7 @@ impl Actors {
         journal: Arc<NatsJournal>,
         snapshots: Arc<dyn SnapshotStore>,
         config: &Config,
-    ) -> Result<Self, DirectoryError> {
+    ) -> Result<Self, StartError> {
         let a = &config.actors;
         let directory = DirectoryConfig {
             call_timeout: a.call_timeout,
@@ -46,9 +57,10 @@ impl Actors {
             idle_timeout: a.idle_timeout,
             snapshot_every: a.snapshot_every,
         };
-        let gateway = Arc::new(SimulatedGateway::new(&config.gateway));
+        let gateway = Arc::new(PaymentProvider::from_config(&config.gateway)?);
         let (j, s, d) = (&journal, &snapshots, &directory);
         Ok(Self {
+            gateway: gateway.clone(),
             orders: Directory::start("order", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
             payments: Directory::start(
                 "payment",
@@ -86,8 +98,12 @@ pub fn spawn_inboxes(
     stop: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
+    let wait = handlers::WaitPolicy {
+        deadline: config.gateway.wait_deadline,
+        recheck: config.gateway.breaker.open_for,
+    };
     for (inbox, input) in handlers::ROUTES {
-        let route = Arc::new(handlers::Route::new(input, actors.clone(), journal.clone()));
+        let route = Arc::new(handlers::Route::new(input, actors.clone(), journal.clone(), wait));
         tasks.spawn(inbox::run(
             js.clone(),
             inbox.source.stream(),

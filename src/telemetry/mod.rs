@@ -4,6 +4,7 @@
 
 pub mod gauges;
 pub mod logs;
+pub mod payments;
 pub mod trace_context;
 
 use std::sync::OnceLock;
@@ -33,7 +34,9 @@ pub fn prometheus() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
             describe();
+            payments::describe();
             register_zeroes();
+            payments::register_zeroes();
             handle
         })
         .clone()

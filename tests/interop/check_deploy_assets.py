@@ -47,6 +47,11 @@ CATALOG = {
     "orderflow_dead_letters_replayed_total": ("counter", set()),
     "orderflow_dead_letters_discarded_total": ("counter", set()),
     "orderflow_dead_letters_backlog": ("gauge", set()),
+    "orderflow_gateway_breaker_state": ("gauge", {"provider"}),
+    "orderflow_gateway_breaker_transitions_total": ("counter", {"provider", "to"}),
+    "orderflow_gateway_breaker_rejected_total": ("counter", {"provider"}),
+    "orderflow_gateway_calls_total": ("counter", {"provider", "operation", "outcome"}),
+    "orderflow_gateway_call_duration_seconds": ("histogram", {"provider", "operation"}),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus adds to every scraped series.

@@ -13,5 +13,6 @@ mod idempotency;
 mod interop;
 mod journal;
 mod observability;
+mod payments;
 mod poison;
 mod saga_paths;

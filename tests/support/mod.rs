@@ -4,6 +4,7 @@
 
 pub mod load;
 pub mod nats;
+pub mod payment_service;
 pub mod process;
 
 use std::time::Duration;

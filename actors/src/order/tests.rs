@@ -42,6 +42,12 @@ fn any_command(order_id: OrderId) -> impl Strategy<Value = OrderCommand> {
         Just(OrderCommand::RecordPayment(PaymentReply::Declined {
             reason: "card declined".into()
         })),
+        Just(OrderCommand::RecordPayment(PaymentReply::Unavailable {
+            reason: "provider down".into()
+        })),
+        Just(OrderCommand::RecordPaymentWaiting {
+            reason: "circuit open".into()
+        }),
         (sku.clone(), any::<bool>()).prop_map(move |(sku, ok)| OrderCommand::RecordStock {
             sku,
             reply: if ok {
@@ -117,6 +123,15 @@ fn run(commands: &[OrderCommand]) -> Result<(OrderState, Vec<OrderEvent>), TestC
                 for sku in release {
                     prop_assert_eq!(order.stock.get(sku), Some(&StockStep::Reserved));
                 }
+            }
+            if let OrderEvent::PaymentWaiting { .. } = &e {
+                // Only a charge still in flight waits, and it is told once.
+                prop_assert_eq!(state.as_ref().map(|o| &o.payment), Some(&PaymentStep::Requested));
+                let told_before = journal.iter().any(|j| matches!(j, OrderEvent::PaymentWaiting { .. }));
+                prop_assert!(!told_before, "waiting told twice");
+            }
+            if next.as_ref().is_some_and(|o| o.waiting.is_some()) {
+                prop_assert_eq!(next.as_ref().map(|o| &o.payment), Some(&PaymentStep::Requested));
             }
             if let (Some(order), OrderEvent::Completed { .. }) = (&state, &e) {
                 prop_assert_eq!(&order.payment, &PaymentStep::Authorized);

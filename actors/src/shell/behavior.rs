@@ -67,6 +67,10 @@ pub enum PaymentIntent {
     },
     /// Refund what was captured.
     Refund { order_id: OrderId },
+    /// Tell that the charge waits for an unreachable provider (breaker open).
+    Wait { order_id: OrderId, reason: String },
+    /// Give the charge up: the provider stayed unreachable past the deadline.
+    Abandon { order_id: OrderId, reason: String },
 }
 
 /// The payment's behaviour: call the gateway only when the journal says
@@ -100,7 +104,7 @@ impl<G: Gateway> Behavior for PaymentBehavior<G> {
                     amount,
                     payment_method,
                 },
-                Payment::NotCharged,
+                Payment::NotCharged | Payment::Waiting { .. },
             ) => {
                 let result = self
                     .gateway
@@ -126,6 +130,15 @@ impl<G: Gateway> Behavior for PaymentBehavior<G> {
                 })
             }
             (PaymentIntent::Refund { .. }, Payment::Refunded { .. }) => None,
+            // The machine decides whether these still matter; no outside call.
+            (PaymentIntent::Wait { order_id, reason }, _) => Some(PaymentCommand::RecordWaiting {
+                order_id: *order_id,
+                reason: reason.clone(),
+            }),
+            (PaymentIntent::Abandon { order_id, reason }, _) => Some(PaymentCommand::Abandon {
+                order_id: *order_id,
+                reason: reason.clone(),
+            }),
             // Let the machine refuse it, so the anomaly is dead-lettered loudly.
             (PaymentIntent::Refund { order_id }, _) => Some(PaymentCommand::RecordRefund {
                 order_id: *order_id,

@@ -61,7 +61,9 @@ impl Gateway for SimulatedGateway {
         payment_method: &str,
     ) -> Result<ChargeResult, GatewayError> {
         if self.outage {
-            return Err(GatewayError("payment provider unavailable (outage drill)".into()));
+            return Err(GatewayError::Unavailable(
+                "payment provider unavailable (outage drill)".into(),
+            ));
         }
         if payment_method == FLAKY_TOKEN {
             let mut attempts = self
@@ -71,13 +73,15 @@ impl Gateway for SimulatedGateway {
             let n = attempts.entry(order_id).or_insert(0);
             *n += 1;
             if *n <= FLAKY_FAILURES {
-                return Err(GatewayError(format!(
+                return Err(GatewayError::Unavailable(format!(
                     "payment provider unavailable (test token, attempt {n})"
                 )));
             }
         }
         if payment_method == UNAVAILABLE_TOKEN {
-            return Err(GatewayError("payment provider unavailable (test token)".into()));
+            return Err(GatewayError::Unavailable(
+                "payment provider unavailable (test token)".into(),
+            ));
         }
         Ok(if payment_method == DECLINING_TOKEN {
             ChargeResult::Declined {
