@@ -59,6 +59,11 @@ pub struct TelemetryConfig {
     pub poll_interval: Duration,
     /// `text` for people at a terminal, `json` for log collectors.
     pub log_format: LogFormat,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g.
+    /// `http://127.0.0.1:4318`); spans are exported when set, not when empty.
+    pub otlp_endpoint: String,
+    /// The `service.name` exported spans carry.
+    pub service_name: String,
 }
 
 /// How log lines are written.
@@ -77,6 +82,8 @@ impl Default for TelemetryConfig {
         Self {
             poll_interval: Duration::from_secs(5),
             log_format: LogFormat::Text,
+            otlp_endpoint: String::new(),
+            service_name: "orderflow".into(),
         }
     }
 }

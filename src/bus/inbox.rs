@@ -138,13 +138,18 @@ pub async fn run<H: Handler>(
 /// consumer, which subject, and the order and trace it belongs to.
 fn input_span(consumer: &'static str, message: &Message) -> tracing::Span {
     let headers = message.headers.as_ref();
-    tracing::info_span!(
+    let trace = envelope::header(headers, h::TRACEPARENT).and_then(trace_context::TraceContext::parse);
+    let span = tracing::info_span!(
         "input",
         consumer,
         subject = %message.subject,
         order_id = envelope::header(headers, h::ORDER_ID),
-        trace_id = trace_context::trace_id_of(envelope::header(headers, h::TRACEPARENT)),
-    )
+        trace_id = trace.map(|t| t.trace_id()),
+    );
+    if let Some(trace) = &trace {
+        telemetry::otlp::adopt(&span, trace);
+    }
+    span
 }
 
 /// Terminates with `+TERM <reason>`, so the server's MSG_TERMINATED advisory

@@ -69,9 +69,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         "warn"
     };
-    crate::telemetry::logs::init(config.telemetry.log_format, level);
+    let exporter = crate::telemetry::logs::init(&config.telemetry, level).context("starting trace export")?;
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve => {
+            let served = serve(config).await;
+            if let Some(exporter) = exporter {
+                // Flushing blocks until the batch is sent (bounded by its timeout).
+                let _ = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
+            }
+            served
+        }
         Command::Setup => {
             let client = crate::bus::connect(&config.nats.url)
                 .await

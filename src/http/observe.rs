@@ -42,6 +42,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         trace_id = %trace.trace_id(),
         order_id = tracing::field::Empty,
     );
+    telemetry::otlp::adopt(&span, &trace);
     let mut response = next.run(request).instrument(span).await;
     if let Some(header) = header {
         response.headers_mut().insert(TRACEPARENT, header);

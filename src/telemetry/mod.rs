@@ -4,6 +4,7 @@
 
 pub mod gauges;
 pub mod logs;
+pub mod otlp;
 pub mod payments;
 pub mod trace_context;
 

@@ -56,6 +56,21 @@ impl TraceContext {
     pub fn trace_id(&self) -> String {
         hex(&self.trace_id)
     }
+
+    /// The trace id's bytes.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The parent span id's bytes.
+    pub fn span_id_bytes(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
 }
 
 impl fmt::Display for TraceContext {

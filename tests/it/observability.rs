@@ -5,6 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use prost::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -297,4 +300,103 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
         "every line about an order names its trace"
     );
     node.kill().await;
+}
+
+/// Spans an OTLP/HTTP collector on loopback received: every
+/// `ExportTraceServiceRequest` posted to `/v1/traces`, decoded.
+#[derive(Clone, Default)]
+struct Collector {
+    requests: std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>,
+}
+
+impl Collector {
+    /// Starts one on a free port; returns its base URL.
+    async fn start(&self) -> String {
+        let requests = self.requests.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                match ExportTraceServiceRequest::decode(body) {
+                    Ok(request) => {
+                        requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
+                        StatusCode::OK
+                    }
+                    Err(_) => StatusCode::BAD_REQUEST,
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// (span name, consumer attribute, service.name) of every span in `trace_id`.
+    fn spans_of(&self, trace_id: &[u8]) -> Vec<(String, String, String)> {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spans = Vec::new();
+        for resource_spans in requests.iter().flat_map(|r| &r.resource_spans) {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| string_attribute(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                if span.trace_id == trace_id {
+                    let consumer = string_attribute(&span.attributes, "consumer").unwrap_or_default();
+                    spans.push((span.name.clone(), consumer, service.clone()));
+                }
+            }
+        }
+        spans
+    }
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|a| a.key == key).and_then(|a| match &a.value {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_as_one_trace_per_saga() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let mut rig = ProcessRig::start(&[
+        ("ORDERFLOW_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("ORDERFLOW_TELEMETRY__SERVICE_NAME", "orderflow-under-test"),
+        ("ORDERFLOW_LOG", "info"),
+        // The SDK's batch delay (ms), so spans leave within the test's patience.
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ])
+    .await;
+    rig.restock("O1", 5).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let placed = rig
+        .http
+        .post(format!("{}/api/v1/orders?wait=10s", rig.node.base()))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&order_body("otto", &[("O1", 1)], "tok_visa"));
+    let (status, order) = send(placed).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let trace_id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let wanted = ["payments", "inventory", "notifications", "order-saga"];
+    let spans = eventually("the saga's spans at the collector", SAGA_DEADLINE, || {
+        let spans = collector.spans_of(&trace_id);
+        let consumers: BTreeSet<&str> = spans.iter().map(|(_, c, _)| c.as_str()).collect();
+        let complete =
+            spans.iter().any(|(name, _, _)| name == "request") && wanted.iter().all(|c| consumers.contains(c));
+        std::future::ready(complete.then_some(spans.clone()))
+    })
+    .await;
+    assert!(
+        spans.iter().all(|(_, _, service)| service == "orderflow-under-test"),
+        "{spans:?}"
+    );
+    rig.node.kill().await;
 }
