@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bus::journal::NatsJournal;
+use crate::bus::journal::{NatsJournal, Reads};
 use crate::bus::{self, topology};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
@@ -40,7 +40,12 @@ impl Node {
         topology::ensure(&js, &config)
             .await
             .context("creating streams and consumers")?;
-        let journal = Arc::new(NatsJournal::open(js.clone()).await.context("opening the journals")?);
+        let reads = Reads::for_replicas(config.nats.replicas);
+        let journal = Arc::new(
+            NatsJournal::open_with(js.clone(), reads)
+                .await
+                .context("opening the journals")?,
+        );
         let snapshots = SledSnapshots::open(&config.store.path).context("opening the snapshot store")?;
         let actors = Arc::new(
             Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config)

@@ -8,7 +8,7 @@ use actors::journal::{Appended, Cause, Journal, JournalError, Journaled};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::Context;
 use futures::StreamExt;
 use schemas::subjects::{EntityKind, EntityRef};
@@ -45,17 +45,45 @@ impl Record {
     }
 }
 
+/// Who answers a journal read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Direct get: any replica answers, fastest. Exact on a single server.
+    Direct,
+    /// The stream leader answers (`STREAM.MSG.GET`): in a cluster, a replica
+    /// may lag behind a write just acknowledged, and a reader on another
+    /// node must see it (read-your-writes across nodes).
+    Leader,
+}
+
+impl Reads {
+    /// Leader reads when streams are replicated, direct otherwise.
+    pub fn for_replicas(replicas: usize) -> Self {
+        if replicas > 1 {
+            Self::Leader
+        } else {
+            Self::Direct
+        }
+    }
+}
+
 /// The journal of every entity kind, on one JetStream context.
 #[derive(Clone)]
 pub struct NatsJournal {
     js: Context,
     /// One per kind, in `EntityKind::ALL` order.
     streams: Vec<Stream<()>>,
+    reads: Reads,
 }
 
 impl NatsJournal {
-    /// Binds to the four entity streams (which `topology::ensure` created).
+    /// Binds to the four entity streams (which `topology::ensure` created), reading directly.
     pub async fn open(js: Context) -> Result<Self, JournalError> {
+        Self::open_with(js, Reads::Direct).await
+    }
+
+    /// Binds to the four entity streams, reading as `reads` says.
+    pub async fn open_with(js: Context, reads: Reads) -> Result<Self, JournalError> {
         let mut streams = Vec::new();
         for kind in EntityKind::ALL {
             let stream = js
@@ -64,7 +92,7 @@ impl NatsJournal {
                 .map_err(|e| JournalError::Unavailable(format!("stream {}: {e}", kind.stream())))?;
             streams.push(stream);
         }
-        Ok(Self { js, streams })
+        Ok(Self { js, streams, reads })
     }
 
     fn stream(&self, kind: EntityKind) -> &Stream<()> {
@@ -85,12 +113,12 @@ impl NatsJournal {
         let mut records = Vec::new();
         let mut next = after_seq + 1;
         while records.len() < DIRECT_GETS {
-            match stream.direct_get_next_for_subject(filter.as_str(), Some(next)).await {
-                Ok(message) => {
+            match self.next_message(stream, filter.as_str(), next).await {
+                Ok(Some(message)) => {
                     next = message.sequence + 1;
                     records.push(Record::of(message));
                 }
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(records),
+                Ok(None) => return Ok(records),
                 Err(e) => return Err(unavailable(&e)),
             }
         }
@@ -123,6 +151,30 @@ impl NatsJournal {
             }
         }
         Ok(records)
+    }
+
+    /// The first message on `filter` at or after `sequence`, from whoever `reads` names.
+    async fn next_message(
+        &self,
+        stream: &Stream<()>,
+        filter: &str,
+        sequence: u64,
+    ) -> Result<Option<StreamMessage>, async_nats::Error> {
+        match self.reads {
+            Reads::Direct => match stream.direct_get_next_for_subject(filter, Some(sequence)).await {
+                Ok(message) => Ok(Some(message)),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Reads::Leader => {
+                let request = stream.raw_message_builder().sequence(sequence).next_by_subject(filter);
+                match request.send().await {
+                    Ok(message) => Ok(Some(message)),
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// When the first message on `subject` of `kind`'s stream was stored, if any.

@@ -14,6 +14,12 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
         .name("orderflow")
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(servers(url))
         .await
+}
+
+/// The servers of `url`: one URL, or several separated by commas (the
+/// members of a cluster; any one reachable is enough to start).
+fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod cli;
+mod cluster;
 mod concurrency;
 mod crash;
 mod dead_letters;

@@ -2,6 +2,7 @@
 //! client, and readers of the streams. Every integration test starts here.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod load;
 pub mod nats;
 pub mod payment_service;

@@ -510,7 +510,7 @@ fn render_config(server_name: &str, port: u16, monitor_port: u16, store_dir: &Pa
 /// One readiness probe: the client port must accept a TCP connection and greet
 /// with an `INFO` line naming our server, and
 /// `GET /healthz?js-enabled-only=true` on the monitoring port must answer 200.
-fn probe_ready(client: SocketAddr, monitor: SocketAddr, server_name: &str) -> Result<(), String> {
+pub(super) fn probe_ready(client: SocketAddr, monitor: SocketAddr, server_name: &str) -> Result<(), String> {
     let timeout = Duration::from_millis(500);
     let mut nats = TcpStream::connect_timeout(&client, timeout).map_err(|e| format!("connect {client}: {e}"))?;
     nats.set_read_timeout(Some(timeout)).ok();
@@ -546,7 +546,7 @@ fn probe_ready(client: SocketAddr, monitor: SocketAddr, server_name: &str) -> Re
     }
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(super) fn log_tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     match File::open(path) {
         Ok(mut f) => {
