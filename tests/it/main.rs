@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod dead_letters;
+mod expiry;
 mod idempotency;
 mod interop;
 mod journal;
