@@ -12,7 +12,7 @@ use schemas::timer;
 use serde_json::Value;
 
 use crate::support::{
-    eventually, eventually_true, history, order_body, test_config, NatsServer, TestApp, SAGA_DEADLINE,
+    eventually, eventually_true, history, order_body, orderflow_cli, test_config, NatsServer, TestApp, SAGA_DEADLINE,
 };
 
 /// A node whose reservations live `ttl`, with quick retries.
@@ -147,6 +147,22 @@ async fn a_reservation_held_while_another_sku_is_stuck_expires_and_the_stock_com
         serde_json::json!(["SKU-B"]),
         "{compensating}"
     );
+
+    // `orderflow trace` shows the timer that fired and the reason the order failed.
+    let out = orderflow_cli(&app.nats.url(), &["trace", &id, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace: Value = serde_json::from_slice(&out.stdout).expect("trace JSON");
+    let hops = trace["hops"].as_array().expect("hops");
+    let fired = hops
+        .iter()
+        .find(|h| h["stream"] == "TIMERS" && h["event_type"] == "reservation_expired")
+        .unwrap_or_else(|| panic!("no fired timer in {trace}"));
+    assert_eq!(
+        (&fired["event"]["sku"], &fired["event"]["ttl_ms"]),
+        (&Value::from("SKU-A"), &Value::from(3000))
+    );
+    let failed = hops.iter().find(|h| h["event_type"] == "failed").expect("a failed hop");
+    assert_eq!(failed["event"]["reason"], order["reason"], "{trace}");
 
     remove_poison(&app, poison).await;
     app.audit_passes().await;
