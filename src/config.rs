@@ -30,6 +30,26 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The node process.
     pub node: NodeConfig,
+    /// Stock reservations.
+    pub inventory: InventoryConfig,
+}
+
+/// Stock reservations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// How long an order may hold a reservation without completing (another
+    /// SKU's step stuck, a node down) before it fails and the stock is released.
+    #[serde(with = "humantime_serde")]
+    pub reservation_ttl: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            reservation_ttl: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// The node process.

@@ -21,6 +21,8 @@ pub enum Settlement {
     Rejected,
     /// The reservation went back to the stock.
     Released(Quantity),
+    /// The order gave up before this SKU answered; nothing was held.
+    Withdrawn,
 }
 
 /// One SKU's stock, folded from `inventory.<sku>.*`.
@@ -54,6 +56,10 @@ pub enum InventoryCommand {
     },
     /// Give an order's units back.
     Release { sku: Sku, order_id: OrderId },
+    /// The order gave up (its reservation elsewhere expired): give back what
+    /// it holds here, or, if this SKU never answered it, refuse its request
+    /// for good — whichever of the two arrives first, the other is moot.
+    Withdraw { sku: Sku, order_id: OrderId },
 }
 
 /// Why a SKU refused a command.
@@ -126,7 +132,24 @@ impl Aggregate for Inventory {
                     available: stock.available + u64::from(quantity.get()),
                 }]),
                 Some(Settlement::Released(_)) => Ok(Vec::new()),
-                Some(Settlement::Rejected) | None => Err(InventoryRejection::NoReservation(*order_id)),
+                Some(Settlement::Rejected | Settlement::Withdrawn) | None => {
+                    Err(InventoryRejection::NoReservation(*order_id))
+                }
+            },
+            InventoryCommand::Withdraw { sku, order_id } => match stock.orders.get(order_id) {
+                Some(Settlement::Held(_)) => Self::decide(
+                    stock,
+                    &InventoryCommand::Release {
+                        sku: sku.clone(),
+                        order_id: *order_id,
+                    },
+                ),
+                Some(_) => Ok(Vec::new()),
+                None => Ok(vec![InventoryEvent::Withdrawn {
+                    sku: sku.clone(),
+                    order_id: *order_id,
+                    available: stock.available,
+                }]),
             },
         }
     }
@@ -137,9 +160,15 @@ impl Aggregate for Inventory {
                 stock.available = stock.available.saturating_add(*quantity);
                 stock.restocked = stock.restocked.saturating_add(*quantity);
             }
-            // A republished copy of an answer already folded in changes nothing.
-            InventoryEvent::Reserved { order_id, .. } | InventoryEvent::Rejected { order_id, .. }
+            // A republished copy of an answer already folded in changes
+            // nothing, and neither does an answer after a withdrawal.
+            InventoryEvent::Reserved { order_id, .. }
+            | InventoryEvent::Rejected { order_id, .. }
+            | InventoryEvent::Withdrawn { order_id, .. }
                 if stock.orders.contains_key(order_id) => {}
+            InventoryEvent::Withdrawn { order_id, .. } => {
+                stock.orders.insert(*order_id, Settlement::Withdrawn);
+            }
             InventoryEvent::Reserved { order_id, quantity, .. } => {
                 let q = u64::from(quantity.get());
                 // A journal only holds reservations that fitted; saturate
@@ -186,7 +215,9 @@ mod tests {
                 order_id,
                 quantity: Quantity::new(q).unwrap(),
             }),
-            pick.prop_map(|order_id| InventoryCommand::Release { sku: sku(), order_id }),
+            pick.clone()
+                .prop_map(|order_id| InventoryCommand::Release { sku: sku(), order_id }),
+            pick.prop_map(|order_id| InventoryCommand::Withdraw { sku: sku(), order_id }),
         ]
     }
 
@@ -206,7 +237,8 @@ mod tests {
                             InventoryEvent::Restocked { available, .. }
                             | InventoryEvent::Reserved { available, .. }
                             | InventoryEvent::Rejected { available, .. }
-                            | InventoryEvent::Released { available, .. } => prop_assert_eq!(*available, after.available),
+                            | InventoryEvent::Released { available, .. }
+                            | InventoryEvent::Withdrawn { available, .. } => prop_assert_eq!(*available, after.available),
                         }
                         stock = after;
                         journal.push(e);
@@ -214,7 +246,8 @@ mod tests {
                 }
                 prop_assert_eq!(stock.available + stock.reserved, stock.restocked);
             }
-            // Per order: at most one answer, and a release only of what was reserved, once.
+            // Per order: at most one answer, a release only of what was
+            // reserved, once, and nothing after a withdrawal.
             let mut per_order: BTreeMap<OrderId, Vec<&'static str>> = BTreeMap::new();
             for e in &journal {
                 if let Some(id) = schemas::wire::Event::order_id(e) {
@@ -222,10 +255,46 @@ mod tests {
                 }
             }
             for (_, kinds) in per_order {
-                prop_assert!(kinds == ["reserved"] || kinds == ["rejected"] || kinds == ["reserved", "released"], "{:?}", kinds);
+                prop_assert!(
+                    kinds == ["reserved"] || kinds == ["rejected"] || kinds == ["reserved", "released"] || kinds == ["withdrawn"],
+                    "{:?}",
+                    kinds
+                );
             }
             prop_assert_eq!(Inventory::replay(&journal), stock);
         }
+    }
+
+    #[test]
+    fn a_withdrawal_releases_what_is_held_or_fences_a_later_reservation() {
+        let (held, fenced) = (OrderId::random(), OrderId::random());
+        let q = Quantity::new(2).unwrap();
+        let mut stock = Stock::default();
+        let mut run = |c: InventoryCommand| {
+            let events = Inventory::decide(&stock, &c).unwrap();
+            stock = events.iter().fold(stock.clone(), Inventory::evolve);
+            events.iter().map(schemas::wire::Event::event_type).collect::<Vec<_>>()
+        };
+        run(InventoryCommand::Restock {
+            sku: sku(),
+            quantity: 5,
+            restock_id: "r".into(),
+        });
+        let reserve = |order_id| InventoryCommand::Reserve {
+            sku: sku(),
+            order_id,
+            quantity: q,
+        };
+        let withdraw = |order_id| InventoryCommand::Withdraw { sku: sku(), order_id };
+        assert_eq!(run(reserve(held)), ["reserved"]);
+        assert_eq!(run(withdraw(held)), ["released"]);
+        assert_eq!(run(withdraw(fenced)), ["withdrawn"]);
+        assert!(
+            run(reserve(fenced)).is_empty(),
+            "a request after the withdrawal holds nothing"
+        );
+        assert!(run(withdraw(fenced)).is_empty());
+        assert_eq!((stock.available, stock.reserved), (5, 0));
     }
 
     #[test]

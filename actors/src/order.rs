@@ -8,6 +8,7 @@
 //! reloading and emits exactly what is still missing — never a step twice.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use schemas::order::{Line, OrderEvent, Outcome};
 use schemas::{Currency, CustomerId, Money, OrderId, Quantity, Sku};
@@ -84,6 +85,9 @@ pub struct Compensation {
     pub refund_pending: bool,
     /// Releases asked and not yet confirmed.
     pub release_pending: BTreeSet<Sku>,
+    /// SKUs told to drop the order before they answered (not waited for).
+    #[serde(default)]
+    pub withdrawn: BTreeSet<Sku>,
 }
 
 /// One placed order, as its journal folds.
@@ -202,6 +206,8 @@ pub enum OrderCommand {
     RecordRefund { refund_id: String },
     /// A SKU released its reservation.
     RecordRelease { sku: Sku },
+    /// A reservation timer fired: `sku`'s reservation was given `ttl`.
+    ExpireReservation { sku: Sku, ttl: Duration },
     /// A message of this order's saga was dead-lettered.
     RecordDeadLetter {
         reason: String,
@@ -345,6 +351,7 @@ impl Aggregate for OrderSaga {
                 reason,
                 refund,
                 release,
+                withdraw,
             } if order.compensation.is_none() => {
                 if refund.is_some() {
                     order.payment = PaymentStep::Authorized;
@@ -354,6 +361,7 @@ impl Aggregate for OrderSaga {
                     reason: reason.clone(),
                     refund_pending: refund.is_some(),
                     release_pending: release.iter().cloned().collect(),
+                    withdrawn: withdraw.iter().cloned().collect(),
                 });
                 true
             }
@@ -435,6 +443,7 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
                         reason: reason.clone(),
                         refund: Some(order.amount()),
                         release: Vec::new(),
+                        withdraw: Vec::new(),
                     },
                 }]
             }
@@ -515,8 +524,11 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
         OrderCommand::RecordRelease { sku } => match &order.compensation {
             Some(c) if c.release_pending.contains(sku) => vec![OrderEvent::ReleaseConfirmed { sku: sku.clone() }],
             Some(_) if order.stock.get(sku) == Some(&StockStep::Reserved) => Vec::new(),
+            // A withdrawn SKU that had reserved after all gives it back.
+            Some(c) if c.withdrawn.contains(sku) => Vec::new(),
             _ => return Err(unexpected("release")),
         },
+        OrderCommand::ExpireReservation { sku, ttl } => expire(order, sku, *ttl),
     })
 }
 
@@ -563,15 +575,83 @@ pub fn next_steps(order: &Order) -> Vec<OrderEvent> {
                 outcome: Outcome::Cancelled,
                 reason,
                 refund: Some(order.amount()),
-                release: order
-                    .stock
-                    .iter()
-                    .filter(|(_, s)| **s == StockStep::Reserved)
-                    .map(|(sku, _)| sku.clone())
-                    .collect(),
+                release: skus_in(order, StockStep::Reserved),
+                withdraw: Vec::new(),
             }]
         }
     }
+}
+
+/// The order's SKUs whose reservation stands at `step`.
+fn skus_in(order: &Order, step: StockStep) -> Vec<Sku> {
+    order
+        .stock
+        .iter()
+        .filter(|(_, s)| **s == step)
+        .map(|(sku, _)| sku.clone())
+        .collect()
+}
+
+/// A reservation timer fired. Only an order still waiting on stock while
+/// holding `sku` gives up: it ends FAILED through compensation (refund,
+/// release of what is held, withdrawal from the SKUs that never answered).
+/// Completed, compensating or otherwise moved-on orders ignore it, so a
+/// late or repeated timer changes nothing.
+fn expire(order: &Order, sku: &Sku, ttl: Duration) -> Vec<OrderEvent> {
+    let waiting = order.compensation.is_none()
+        && order.payment == PaymentStep::Authorized
+        && order.stock.get(sku) == Some(&StockStep::Reserved)
+        && !order.stock_answered();
+    if !waiting {
+        return Vec::new();
+    }
+    // A customer's cancel waiting for the step in flight is honoured as a cancel.
+    let (outcome, reason) = match &order.cancel_requested {
+        Some(reason) => (Outcome::Cancelled, reason.clone()),
+        None => (Outcome::Failed, expiry_reason(sku, ttl)),
+    };
+    vec![OrderEvent::Compensating {
+        outcome,
+        reason,
+        refund: Some(order.amount()),
+        release: skus_in(order, StockStep::Reserved),
+        withdraw: skus_in(order, StockStep::Requested),
+    }]
+}
+
+/// Why an order whose reservation expired failed, e.g.
+/// `reservation of SKU A unconfirmed for 15m`.
+pub fn expiry_reason(sku: &Sku, ttl: Duration) -> String {
+    format!(
+        "reservation of SKU {sku} unconfirmed for {}",
+        humantime::format_duration(Duration::from_secs(ttl.as_secs().max(1)))
+    )
+}
+
+/// The SKU whose reservation `appended` (one decision's events) recorded,
+/// when the same decision neither completed nor began undoing the order:
+/// the order now holds stock while it waits for other SKUs.
+pub fn reservation_recorded(appended: &[OrderEvent]) -> Option<Sku> {
+    let moved_on = appended
+        .iter()
+        .any(|e| e.outcome().is_some() || matches!(e, OrderEvent::Compensating { .. }));
+    if moved_on {
+        return None;
+    }
+    appended.iter().find_map(|e| match e {
+        OrderEvent::StockReserved { sku, .. } => Some(sku.clone()),
+        _ => None,
+    })
+}
+
+/// The SKU whose reservation should start an expiry timer, if `order`
+/// holds a reservation while still waiting on other SKUs. A single-SKU
+/// order completes at its only reservation and needs none.
+pub fn reservation_to_time(order: &Order) -> Option<Sku> {
+    if order.ended.is_some() || order.compensation.is_some() || order.stock_answered() {
+        return None;
+    }
+    skus_in(order, StockStep::Reserved).into_iter().next()
 }
 
 fn terminal(order: &Order, outcome: Outcome, reason: &str) -> OrderEvent {

@@ -22,3 +22,10 @@ pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 pub const NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
 /// Widens the check above from the literal subject to the entity's wildcard.
 pub const NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// JetStream message scheduling (ADR-51): when a schedule fires, e.g. `@at 2026-01-01T00:00:00Z`.
+pub const NATS_SCHEDULE: &str = "Nats-Schedule";
+/// The subject, in the same stream, a schedule publishes its body to.
+pub const NATS_SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
+/// On a fired message: the subject of the schedule that produced it.
+pub const NATS_SCHEDULER: &str = "Nats-Scheduler";

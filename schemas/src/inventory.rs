@@ -39,6 +39,13 @@ pub enum InventoryEvent {
         quantity: Quantity,
         available: u64,
     },
+    /// The order gave up before this SKU answered it (its reservation
+    /// expired elsewhere): a later request of that order is ignored.
+    Withdrawn {
+        sku: Sku,
+        order_id: OrderId,
+        available: u64,
+    },
 }
 
 impl Event for InventoryEvent {
@@ -50,24 +57,27 @@ impl Event for InventoryEvent {
             Self::Reserved { .. } => "reserved",
             Self::Rejected { .. } => "rejected",
             Self::Released { .. } => "released",
+            Self::Withdrawn { .. } => "withdrawn",
         }
     }
 
     fn dedup_key(&self) -> String {
         match self {
             Self::Restocked { restock_id, .. } => format!("restocked:{restock_id}"),
-            Self::Reserved { order_id, .. } | Self::Rejected { order_id, .. } | Self::Released { order_id, .. } => {
-                format!("{}:{order_id}", self.event_type())
-            }
+            Self::Reserved { order_id, .. }
+            | Self::Rejected { order_id, .. }
+            | Self::Released { order_id, .. }
+            | Self::Withdrawn { order_id, .. } => format!("{}:{order_id}", self.event_type()),
         }
     }
 
     fn order_id(&self) -> Option<OrderId> {
         match self {
             Self::Restocked { .. } => None,
-            Self::Reserved { order_id, .. } | Self::Rejected { order_id, .. } | Self::Released { order_id, .. } => {
-                Some(*order_id)
-            }
+            Self::Reserved { order_id, .. }
+            | Self::Rejected { order_id, .. }
+            | Self::Released { order_id, .. }
+            | Self::Withdrawn { order_id, .. } => Some(*order_id),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod subjects;
+pub mod timer;
 pub mod wire;
 
 pub use ids::{Currency, CustomerId, IdError, Money, OrderId, Quantity, Sku};

@@ -88,6 +88,11 @@ pub enum OrderEvent {
         refund: Option<Money>,
         /// The SKUs whose reservations to release.
         release: Vec<Sku>,
+        /// The SKUs that had not answered yet (an expired reservation ends
+        /// the saga mid-step): each drops the order, releasing a reservation
+        /// that raced in or refusing one that comes later. Not waited for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        withdraw: Vec<Sku>,
     },
     /// The payment actor confirmed the refund.
     RefundConfirmed { refund_id: String },

@@ -139,13 +139,15 @@ mod tests {
             (
                 proptest::option::of(money()),
                 proptest::collection::vec(sku(), 0..3),
+                proptest::collection::vec(sku(), 0..3),
                 ".{0,20}"
             )
-                .prop_map(|(refund, release, reason)| OrderEvent::Compensating {
+                .prop_map(|(refund, release, withdraw, reason)| OrderEvent::Compensating {
                     outcome: Outcome::Cancelled,
                     reason,
                     refund,
-                    release
+                    release,
+                    withdraw,
                 }),
             "[a-z]{1,10}".prop_map(|c| OrderEvent::Completed {
                 customer_id: CustomerId::parse(&c).unwrap()

@@ -197,6 +197,8 @@ struct Hold {
     first_seq: u64,
     reserved: u32,
     rejected: u32,
+    /// Withdrawals that fenced the order off before the SKU answered it.
+    withdrawn: u32,
     released: u32,
     /// Units of the first reservation.
     quantity: u64,
@@ -229,7 +231,8 @@ impl InventoryTally {
             InventoryEvent::Restocked { sku, available, .. }
             | InventoryEvent::Reserved { sku, available, .. }
             | InventoryEvent::Rejected { sku, available, .. }
-            | InventoryEvent::Released { sku, available, .. } => (sku, *available),
+            | InventoryEvent::Released { sku, available, .. }
+            | InventoryEvent::Withdrawn { sku, available, .. } => (sku, *available),
         };
         if sku.as_str() != meta.entity {
             return Err(format!("body names SKU {sku}, subject SKU {}", meta.entity));
@@ -250,6 +253,7 @@ impl InventoryTally {
                 "reserved",
             ),
             InventoryEvent::Rejected { .. } => (before, "rejected"),
+            InventoryEvent::Withdrawn { .. } => (before, "withdrawn"),
             InventoryEvent::Released { quantity, .. } => (
                 before.and_then(|c| c.checked_add(u64::from(quantity.get()))),
                 "released",
@@ -278,7 +282,8 @@ impl InventoryTally {
             InventoryEvent::Restocked { .. } => return Ok(()),
             InventoryEvent::Reserved { order_id, .. }
             | InventoryEvent::Rejected { order_id, .. }
-            | InventoryEvent::Released { order_id, .. } => *order_id,
+            | InventoryEvent::Released { order_id, .. }
+            | InventoryEvent::Withdrawn { order_id, .. } => *order_id,
         };
         let hold = self.holds.entry((sku.clone(), order)).or_insert_with(|| Hold {
             first_seq: meta.seq,
@@ -292,6 +297,7 @@ impl InventoryTally {
                 }
             }
             InventoryEvent::Rejected { .. } => hold.rejected = hold.rejected.saturating_add(1),
+            InventoryEvent::Withdrawn { .. } => hold.withdrawn = hold.withdrawn.saturating_add(1),
             InventoryEvent::Released { quantity, .. } => {
                 if hold.reserved == 0 {
                     hold.released_early = true;
@@ -527,14 +533,15 @@ pub(super) fn judge(t: Tallies, streams: [StreamReport; 4], now: SystemTime, opt
                 ),
             );
         }
-        let answers = h.reserved + h.rejected;
+        // A withdrawal stands in for the answer: nothing may follow it.
+        let answers = h.reserved + h.rejected + h.withdrawn;
         if answers > 1 {
             f.add(
                 Category::Stock,
                 &entity,
                 format!(
-                    "answered {answers} times ({} reserved, {} rejected); at most once",
-                    h.reserved, h.rejected
+                    "answered {answers} times ({} reserved, {} rejected, {} withdrawn); at most once",
+                    h.reserved, h.rejected, h.withdrawn
                 ),
             );
         }

@@ -6,6 +6,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
 use schemas::subjects::EntityKind;
+use schemas::timer;
 
 use crate::config::Config;
 use crate::dead_letters::ledger::{ACTION_SUBJECTS, DEAD_LETTER_ACTIONS};
@@ -207,12 +208,48 @@ pub fn action_counter_config(config: &Config) -> pull::Config {
     durable_config(ACTION_COUNTER, DEAD_LETTER_ACTIONS, Vec::new(), config)
 }
 
+/// The stream of timers: schedules waiting to fire and what they fired.
+/// The server keeps the clock (message schedules, nats-server 2.12+), so a
+/// timer survives the node that set it, and a fired timer waits in the
+/// stream for whichever node consumes it next.
+pub fn timers_config(config: &Config) -> stream::Config {
+    stream::Config {
+        name: timer::STREAM.to_owned(),
+        subjects: vec![timer::SUBJECTS.to_owned()],
+        allow_message_schedules: true,
+        // The server stores each schedule as a per-subject rollup and turns
+        // rollups on with schedules; saying so keeps `setup` idempotent.
+        allow_rollup: true,
+        // Limits, like the entity streams: a fired timer that is dead-lettered
+        // stays to be inspected and replayed. Schedules refuse DiscardPolicy::New.
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::Old,
+        max_age: config.nats.max_age,
+        storage: StorageType::File,
+        num_replicas: config.nats.replicas,
+        // A redelivered stock reply re-schedules with the same Nats-Msg-Id.
+        duplicate_window: config.nats.duplicate_window,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The order saga hears fired reservation timers under its own name, so its
+/// lag gauge sums this stream with the other three it reads.
+pub const ORDER_TIMERS: &str = "order-saga";
+
+/// Reads every fired reservation timer once (schedules themselves are not delivered).
+pub fn timers_consumer_config(config: &Config) -> pull::Config {
+    durable_config(ORDER_TIMERS, timer::STREAM, vec![timer::fired_filter()], config)
+}
+
 /// Every stream a node needs: the four entity streams, the dead letters
 /// and the operators' actions on them.
 pub fn streams(config: &Config) -> Vec<stream::Config> {
     let mut streams: Vec<stream::Config> = EntityKind::ALL.map(|kind| stream_config(kind, config)).into();
     streams.push(dead_letter_config(config));
     streams.push(dead_letter_actions_config(config));
+    streams.push(timers_config(config));
     streams
 }
 
@@ -224,6 +261,7 @@ pub fn consumers(config: &Config) -> Vec<(&'static str, pull::Config)> {
         .collect();
     consumers.push((DEAD_LETTERS, attention_consumer_config(config)));
     consumers.push((DEAD_LETTER_ACTIONS, action_counter_config(config)));
+    consumers.push((timer::STREAM, timers_consumer_config(config)));
     consumers
 }
 

@@ -5,8 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use schemas::order::OrderEvent;
 use schemas::subjects::{EntityKind, EntityRef};
+use schemas::timer::{self, ReservationExpiry};
 use schemas::{headers as h, OrderId};
 use serde::Serialize;
 use serde_json::Value;
@@ -79,8 +81,10 @@ pub async fn run(args: TraceArgs, config: &Config) -> anyhow::Result<()> {
     let client = crate::bus::connect(&config.nats.url)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
-    let journal = NatsJournal::open(async_nats::jetstream::new(client)).await?;
-    let trace = collect(&journal, order_id).await?;
+    let js = async_nats::jetstream::new(client);
+    let journal = NatsJournal::open(js.clone()).await?;
+    let mut trace = collect(&journal, order_id).await?;
+    add_timers(&js, &mut trace, order_id).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     } else {
@@ -140,6 +144,48 @@ pub async fn collect(journal: &NatsJournal, order_id: OrderId) -> anyhow::Result
         hops,
         steps,
     })
+}
+
+/// Adds the order's reservation timer, pending or fired, to the trace:
+/// when a reservation expired, the hop that ended the wait.
+pub async fn add_timers(
+    js: &async_nats::jetstream::Context,
+    trace: &mut Trace,
+    order_id: OrderId,
+) -> anyhow::Result<()> {
+    // A deployment set up before timers existed has no TIMERS stream.
+    let Ok(stream) = js.get_stream_no_info(timer::STREAM).await else {
+        return Ok(());
+    };
+    let placed_at = trace.hops.first().map_or(SystemTime::UNIX_EPOCH, |h| h.at);
+    let filter = format!("timers.{order_id}.*");
+    let mut next = 1;
+    loop {
+        let message = match stream.direct_get_next_for_subject(filter.as_str(), Some(next)).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(e).with_context(|| format!("reading {filter}")),
+        };
+        next = message.sequence + 1;
+        let at = SystemTime::from(message.time);
+        let event = match ReservationExpiry::decode(&message.payload) {
+            Ok(expiry) => serde_json::to_value(expiry).unwrap_or(Value::Null),
+            Err(e) => serde_json::json!({ "undecodable": e.to_string(), "raw_hex": decoded::hex(&message.payload) }),
+        };
+        trace.hops.push(Hop {
+            stream: timer::STREAM,
+            seq: message.sequence,
+            event_type: message.subject.rsplit('.').next().unwrap_or_default().to_owned(),
+            time: humantime::format_rfc3339_millis(at).to_string(),
+            offset_seconds: at.duration_since(placed_at).unwrap_or(Duration::ZERO).as_secs_f64(),
+            trace_id: trace_context::trace_id_of(message.headers.get(h::TRACEPARENT).map(|v| v.as_str())),
+            event,
+            subject: message.subject.to_string(),
+            at,
+        });
+    }
+    trace.hops.sort_by_key(|hop| hop.at);
+    Ok(())
 }
 
 /// The steps found in `hops`: each from the first of its request events to

@@ -77,10 +77,14 @@ pub async fn order(journal: &NatsJournal, id: OrderId) -> Result<Option<OrderVie
     let Some(order): Option<Order> = OrderSaga::replay(&events) else {
         return Ok(None);
     };
-    // Why it ended, or why it waits for an operator.
+    // Why it ended, why it waits for an operator, or why it is being undone
+    // (an expired reservation says so while the refund and release run).
     let reason = match &order.ended {
         Some((_, r)) => Some(r.clone()).filter(|r| !r.is_empty()),
-        None => order.attention.clone(),
+        None => order
+            .attention
+            .clone()
+            .or_else(|| order.compensation.as_ref().map(|c| c.reason.clone())),
     };
     let history = records
         .iter()

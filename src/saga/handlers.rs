@@ -4,20 +4,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actors::inventory::InventoryCommand;
+use actors::journal::{Cause, Journal};
 use actors::notification::Notify;
-use actors::order::{OrderCommand, PaymentReply, StockReply};
+use actors::order::{self, OrderCommand, OrderSaga, PaymentReply, StockReply};
 use actors::shell::behavior::PaymentIntent;
 use actors::shell::{Executed, StepError};
 use actors::Aggregate;
 use async_nats::jetstream::message::Message;
 use futures::future::join_all;
+use schemas::headers as h;
 use schemas::inventory::InventoryEvent;
 use schemas::order::{OrderEvent, Outcome};
 use schemas::payment::PaymentEvent;
 use schemas::subjects::{EntityKind, EntityRef};
-use schemas::wire::Event;
+use schemas::timer::{self, ReservationExpiry};
+use schemas::wire::{self, Event};
 use schemas::OrderId;
 
+use super::timers::ReservationTimers;
 use super::Actors;
 use crate::bus::envelope;
 use crate::bus::inbox::{Failure, Handler};
@@ -40,6 +44,8 @@ pub enum Input {
     StockRequests,
     /// Order endings, to notifications.
     OrderEndings,
+    /// Fired reservation timers, to the saga.
+    ReservationExpiries,
 }
 
 /// Every inbox with the input it carries.
@@ -66,16 +72,26 @@ pub struct Route {
     input: Input,
     actors: Arc<Actors>,
     journal: Arc<NatsJournal>,
+    timers: Arc<ReservationTimers>,
     wait: WaitPolicy,
 }
 
 impl Route {
-    /// A route for `input`'s messages; `journal` dates sagas for the metrics.
-    pub fn new(input: Input, actors: Arc<Actors>, journal: Arc<NatsJournal>, wait: WaitPolicy) -> Self {
+    /// A route for `input`'s messages; `journal` dates sagas for the metrics,
+    /// `timers` are set for reservations that must not be held forever, and
+    /// `wait` says how charges wait for an open breaker.
+    pub fn new(
+        input: Input,
+        actors: Arc<Actors>,
+        journal: Arc<NatsJournal>,
+        timers: Arc<ReservationTimers>,
+        wait: WaitPolicy,
+    ) -> Self {
         Self {
             input,
             actors,
             journal,
+            timers,
             wait,
         }
     }
@@ -88,7 +104,7 @@ impl Route {
         order_id: OrderId,
         reason: String,
         message: &Message,
-        cause: actors::journal::Cause,
+        cause: Cause,
     ) -> Result<(), Failure> {
         let requested = message.info().ok().map(|i| SystemTime::from(i.published));
         let waited = requested
@@ -115,6 +131,40 @@ impl Route {
         })
     }
 
+    /// Sets the order's reservation timer when `reserved` (a stock reply
+    /// that reserved) left it holding stock while it waits for other SKUs.
+    /// Runs before the reply is acked; when the decision had been stored
+    /// already (a redelivery), the journal says whether a timer is owed.
+    async fn time_reservation(
+        &self,
+        order_id: OrderId,
+        appended: &[OrderEvent],
+        reserved: &Message,
+        cause: &Cause,
+    ) -> Result<(), Failure> {
+        let sku = match order::reservation_recorded(appended) {
+            Some(sku) => sku,
+            None if appended.is_empty() => {
+                let journal = self
+                    .journal
+                    .load::<OrderEvent>(&EntityRef::order(order_id), 0)
+                    .await
+                    .map_err(StepError::from)?;
+                let events: Vec<OrderEvent> = journal.into_iter().map(|j| j.event).collect();
+                match OrderSaga::replay(&events).as_ref().and_then(order::reservation_to_time) {
+                    Some(sku) => sku,
+                    None => return Ok(()),
+                }
+            }
+            None => return Ok(()),
+        };
+        let reserved_at = reserved
+            .info()
+            .map(|i| std::time::SystemTime::from(i.published))
+            .map_err(|e| Failure::Transient(format!("{}: no JetStream metadata: {e}", reserved.subject)))?;
+        self.timers.schedule(order_id, &sku, reserved_at, cause).await
+    }
+
     /// Counts an ending once (when its notification is first recorded),
     /// with the saga's duration from `placed` to the ending's storage.
     async fn count_ending(&self, order_id: OrderId, outcome: Outcome, message: &Message) {
@@ -136,6 +186,20 @@ fn read<E: Event>(message: &Message) -> Result<(EntityRef, E), Failure> {
     let event = envelope::decode(message.headers.as_ref(), &message.payload)
         .map_err(|e| Failure::Poison(format!("{}: {e}", message.subject)))?;
     Ok((entity, event))
+}
+
+/// Reads a fired reservation timer; unreadable, or naming another order
+/// than its subject, is poison.
+fn read_timer(message: &Message) -> Result<ReservationExpiry, Failure> {
+    let poison = |why: String| Failure::Poison(format!("{}: {why}", message.subject));
+    let subject_order = timer::order_of(&message.subject).ok_or_else(|| poison("names no order".into()))?;
+    wire::parse_schema_version(envelope::header(message.headers.as_ref(), h::SCHEMA_VERSION))
+        .map_err(|e| poison(e.to_string()))?;
+    let expiry = ReservationExpiry::decode(&message.payload).map_err(|e| poison(e.to_string()))?;
+    if expiry.order_id != subject_order {
+        return Err(poison(format!("body names order {}", expiry.order_id)));
+    }
+    Ok(expiry)
 }
 
 fn order_id(entity: &EntityRef) -> Result<OrderId, Failure> {
@@ -193,6 +257,7 @@ impl Handler for Route {
             }
             Input::StockReplies => {
                 let (entity, event) = read::<InventoryEvent>(message)?;
+                let reserved = matches!(event, InventoryEvent::Reserved { .. });
                 let (order_id, command) = match event {
                     InventoryEvent::Reserved {
                         sku,
@@ -219,12 +284,16 @@ impl Handler for Route {
                         },
                     ),
                     InventoryEvent::Released { sku, order_id, .. } => (order_id, OrderCommand::RecordRelease { sku }),
-                    InventoryEvent::Restocked { .. } => {
-                        return Err(Failure::Poison(format!("{entity}: restocks are not replies")));
+                    InventoryEvent::Restocked { .. } | InventoryEvent::Withdrawn { .. } => {
+                        return Err(Failure::Poison(format!("{entity}: not a reply to an order")));
                     }
                 };
                 let order = EntityRef::order(order_id);
-                settled(&order, a.orders.execute(&order, command, cause).await).map(drop)
+                let appended = settled(&order, a.orders.execute(&order, command, cause.clone()).await)?;
+                if reserved {
+                    self.time_reservation(order_id, &appended, message, &cause).await?;
+                }
+                Ok(())
             }
             Input::PaymentRequests => {
                 let (entity, event) = read::<OrderEvent>(message)?;
@@ -258,9 +327,14 @@ impl Handler for Route {
                             quantity: l.quantity,
                         })
                         .collect(),
-                    OrderEvent::Compensating { release, .. } => release
+                    OrderEvent::Compensating { release, withdraw, .. } => release
                         .into_iter()
                         .map(|sku| InventoryCommand::Release { sku, order_id })
+                        .chain(
+                            withdraw
+                                .into_iter()
+                                .map(|sku| InventoryCommand::Withdraw { sku, order_id }),
+                        )
                         .collect(),
                     _ => return Ok(()),
                 };
@@ -270,6 +344,7 @@ impl Handler for Route {
                     let sku = match &command {
                         InventoryCommand::Reserve { sku, .. }
                         | InventoryCommand::Release { sku, .. }
+                        | InventoryCommand::Withdraw { sku, .. }
                         | InventoryCommand::Restock { sku, .. } => EntityRef::inventory(sku),
                     };
                     let cause = cause.clone();
@@ -305,6 +380,19 @@ impl Handler for Route {
                 }
                 for sent in sent {
                     tracing::info!(order_id = %order_id, notification = ?sent, "customer notified");
+                }
+                Ok(())
+            }
+            Input::ReservationExpiries => {
+                let expiry = read_timer(message)?;
+                let order = EntityRef::order(expiry.order_id);
+                let command = OrderCommand::ExpireReservation {
+                    ttl: expiry.ttl(),
+                    sku: expiry.sku,
+                };
+                let appended = settled(&order, a.orders.execute(&order, command, cause).await)?;
+                if !appended.is_empty() {
+                    tracing::info!(order_id = %expiry.order_id, "reservation expired; undoing the order");
                 }
                 Ok(())
             }

@@ -2,6 +2,7 @@
 
 mod dead_letters;
 mod handlers;
+pub mod timers;
 
 use std::sync::Arc;
 
@@ -102,8 +103,21 @@ pub fn spawn_inboxes(
         deadline: config.gateway.wait_deadline,
         recheck: config.gateway.breaker.open_for,
     };
+    let timers = Arc::new(timers::ReservationTimers::new(
+        js.clone(),
+        config.inventory.reservation_ttl,
+    ));
+    let route = |input| {
+        Arc::new(handlers::Route::new(
+            input,
+            actors.clone(),
+            journal.clone(),
+            timers.clone(),
+            wait,
+        ))
+    };
     for (inbox, input) in handlers::ROUTES {
-        let route = Arc::new(handlers::Route::new(input, actors.clone(), journal.clone(), wait));
+        let route = route(input);
         tasks.spawn(inbox::run(
             js.clone(),
             inbox.source.stream(),
@@ -113,6 +127,14 @@ pub fn spawn_inboxes(
             stop.clone(),
         ));
     }
+    tasks.spawn(inbox::run(
+        js.clone(),
+        schemas::timer::STREAM,
+        topology::ORDER_TIMERS,
+        route(handlers::Input::ReservationExpiries),
+        config.consumers.clone(),
+        stop.clone(),
+    ));
     let attention = Arc::new(dead_letters::AttentionRoute::new(js.clone(), actors.clone()));
     let (stream, consumer) = (topology::DEAD_LETTERS, topology::ORDER_ATTENTION);
     tasks.spawn(inbox::run(

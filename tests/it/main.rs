@@ -10,6 +10,7 @@ mod cluster;
 mod concurrency;
 mod crash;
 mod dead_letters;
+mod expiry;
 mod idempotency;
 mod interop;
 mod journal;

@@ -18,13 +18,15 @@ use crate::support::{
     SAGA_DEADLINE,
 };
 
-/// Every message of the order's saga, across the four streams.
+/// Every message of the order's saga, across the four streams and its
+/// reservation timer (two SKUs: the first reservation sets one).
 async fn saga_messages(app: &TestApp, id: &str) -> Vec<async_nats::jetstream::message::StreamMessage> {
     let mut all = Vec::new();
     for (stream, filter) in [
         ("ORDERS", format!("orders.{id}.*")),
         ("PAYMENTS", format!("payments.{id}.*")),
         ("NOTIFICATIONS", format!("notifications.{id}.*")),
+        ("TIMERS", format!("timers.{id}.*")),
     ] {
         all.extend(app.stored(stream, &filter).await);
     }
@@ -69,11 +71,10 @@ async fn a_trace_id_from_the_request_is_on_every_message_of_the_saga() {
         .to_owned();
     assert_eq!(app.ended(&id).await["status"], "COMPLETED");
 
-    let messages = eventually("the notification to be stored", SAGA_DEADLINE, || async {
+    let messages = eventually("the notification and the timer to be stored", SAGA_DEADLINE, || async {
         let all = saga_messages(&app, &id).await;
-        all.iter()
-            .any(|m| m.subject.starts_with("notifications."))
-            .then_some(all)
+        let stored = |space: &str| all.iter().any(|m| m.subject.starts_with(space));
+        (stored("notifications.") && stored("timers.")).then_some(all)
     })
     .await;
     let streams: BTreeSet<&str> = messages
@@ -82,7 +83,7 @@ async fn a_trace_id_from_the_request_is_on_every_message_of_the_saga() {
         .collect();
     assert_eq!(
         streams,
-        BTreeSet::from(["inventory", "notifications", "orders", "payments"])
+        BTreeSet::from(["inventory", "notifications", "orders", "payments", "timers"])
     );
     let mut spans = BTreeSet::new();
     for m in &messages {

@@ -1,4 +1,5 @@
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use schemas::wire::Event;
@@ -62,7 +63,8 @@ fn any_command(order_id: OrderId) -> impl Strategy<Value = OrderCommand> {
         Just(OrderCommand::RecordRefund {
             refund_id: "ref_1".into()
         }),
-        sku.prop_map(|sku| OrderCommand::RecordRelease { sku }),
+        sku.clone().prop_map(|sku| OrderCommand::RecordRelease { sku }),
+        sku.prop_map(|sku| OrderCommand::ExpireReservation { sku, ttl: TTL }),
         (1u64..4).prop_map(|stream_seq| OrderCommand::RecordDeadLetter {
             reason: "gave up".into(),
             stream: "ORDERS".into(),
@@ -71,6 +73,9 @@ fn any_command(order_id: OrderId) -> impl Strategy<Value = OrderCommand> {
         }),
     ]
 }
+
+/// The reservation time-to-live the property tests' timers carry.
+const TTL: Duration = Duration::from_secs(15 * 60);
 
 fn status(state: &OrderState) -> Option<OrderStatus> {
     state.as_ref().map(Order::status)
@@ -100,6 +105,20 @@ fn run(commands: &[OrderCommand]) -> Result<(OrderState, Vec<OrderEvent>), TestC
         let Ok(events) = OrderSaga::decide(&state, c) else {
             continue;
         };
+        if let (Some(order), OrderCommand::ExpireReservation { sku, .. }) = (&state, c) {
+            // A timer only moves an order that holds the timed reservation
+            // while it still waits for other SKUs; any other order ignores it.
+            let waiting = order.ended.is_none()
+                && order.compensation.is_none()
+                && order.stock.get(sku) == Some(&StockStep::Reserved)
+                && order.stock.values().any(|s| *s == StockStep::Requested);
+            if waiting {
+                prop_assert!(matches!(&events[..], [OrderEvent::Compensating { .. }]), "{:?}", events);
+            } else {
+                // Nothing recorded: at most the step the saga owed anyway.
+                prop_assert_eq!(&events, &next_steps(order), "{:?} on {:?}", c, order);
+            }
+        }
         for e in events {
             prop_assert!(
                 journal.iter().all(|j| j.outcome().is_none()),
@@ -114,7 +133,19 @@ fn run(commands: &[OrderCommand]) -> Result<(OrderState, Vec<OrderEvent>), TestC
                 status(&next),
                 e
             );
-            if let (Some(order), OrderEvent::Compensating { refund, release, .. }) = (&state, &e) {
+            if let (
+                Some(order),
+                OrderEvent::Compensating {
+                    refund,
+                    release,
+                    withdraw,
+                    ..
+                },
+            ) = (&state, &e)
+            {
+                for sku in withdraw {
+                    prop_assert_eq!(order.stock.get(sku), Some(&StockStep::Requested));
+                }
                 // Refund exactly what was captured: the payment is authorized,
                 // or this very command brings the authorization.
                 let captured = order.payment == PaymentStep::Authorized
@@ -311,4 +342,134 @@ fn cancelling_an_ended_order_is_refused() {
         OrderSaga::decide(&state, &OrderCommand::Cancel { reason: "x".into() }),
         Err(OrderRejection::AlreadyEnded(Outcome::Failed))
     );
+}
+
+/// An order with `n_lines` lines, paid, whose SKUs answered as `answers`
+/// says (`None`: not yet), and the journal so far.
+fn paid_and_answered(answers: &[Option<bool>]) -> (OrderState, Vec<OrderEvent>) {
+    let mut journal = Vec::new();
+    let mut state: OrderState = None;
+    let apply = |c: OrderCommand, state: &mut OrderState, journal: &mut Vec<OrderEvent>| {
+        let events = OrderSaga::decide(state, &c).expect("accepted");
+        *state = events.iter().fold(state.clone(), OrderSaga::evolve);
+        journal.extend(events);
+    };
+    apply(place(OrderId::random(), answers.len()), &mut state, &mut journal);
+    apply(OrderCommand::Advance, &mut state, &mut journal);
+    let paid = OrderCommand::RecordPayment(PaymentReply::Authorized {
+        payment_id: "pay_1".into(),
+    });
+    apply(paid, &mut state, &mut journal);
+    let q = Quantity::new(2).unwrap();
+    for (sku, answer) in skus().into_iter().zip(answers) {
+        let reply = match answer {
+            None => continue,
+            Some(true) => StockReply::Reserved { quantity: q },
+            Some(false) => StockReply::Rejected {
+                quantity: q,
+                available: 0,
+            },
+        };
+        apply(OrderCommand::RecordStock { sku, reply }, &mut state, &mut journal);
+    }
+    (state, journal)
+}
+
+proptest! {
+    /// A reservation held while another SKU never answers expires: the
+    /// order refunds, releases what it holds, withdraws from the silent
+    /// SKUs and ends FAILED saying why; a late reservation of a withdrawn
+    /// SKU and repeated timers change nothing more.
+    #[test]
+    fn an_expired_reservation_fails_the_order_and_undoes_everything(
+        answers in proptest::collection::vec(proptest::option::of(any::<bool>()), 2..=3),
+        late_reservation in any::<bool>(),
+        repeats in 1usize..3,
+    ) {
+        let (state, _) = paid_and_answered(&answers);
+        let order = state.clone().expect("placed");
+        let reserved: Vec<Sku> = skus().into_iter().zip(&answers).filter(|(_, a)| **a == Some(true)).map(|(s, _)| s).collect();
+        let silent: Vec<Sku> = skus().into_iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(s, _)| s).collect();
+        prop_assume!(!reserved.is_empty() && !silent.is_empty());
+        let expire = OrderCommand::ExpireReservation { sku: reserved[0].clone(), ttl: TTL };
+        let events = OrderSaga::decide(&state, &expire).expect("accepted");
+        let reason = format!("reservation of SKU {} unconfirmed for 15m", reserved[0]);
+        prop_assert_eq!(&events, &vec![OrderEvent::Compensating {
+            outcome: Outcome::Failed,
+            reason: reason.clone(),
+            refund: Some(order.amount()),
+            release: reserved.clone(),
+            withdraw: silent.clone(),
+        }]);
+        let mut commands = vec![expire.clone()];
+        if late_reservation {
+            // The silent SKU answers after all, and its withdrawal gives it back.
+            let q = Quantity::new(2).unwrap();
+            commands.push(OrderCommand::RecordStock { sku: silent[0].clone(), reply: StockReply::Reserved { quantity: q } });
+            commands.push(OrderCommand::RecordRelease { sku: silent[0].clone() });
+        }
+        commands.push(OrderCommand::RecordRefund { refund_id: "ref_1".into() });
+        commands.extend(reserved.iter().map(|sku| OrderCommand::RecordRelease { sku: sku.clone() }));
+        commands.extend(std::iter::repeat_n(expire, repeats));
+        let mut state = state;
+        for c in &commands {
+            let events = OrderSaga::decide(&state, c);
+            prop_assert!(events.is_ok(), "{:?} refused: {:?}", c, events);
+            state = events.unwrap_or_default().iter().fold(state, OrderSaga::evolve);
+        }
+        let order = state.expect("placed");
+        prop_assert_eq!(order.status(), OrderStatus::Failed);
+        prop_assert_eq!(order.ended, Some((Outcome::Failed, reason)));
+    }
+}
+
+#[test]
+fn a_completed_order_ignores_its_reservation_timer() {
+    let (state, _) = paid_and_answered(&[Some(true), Some(true)]);
+    assert_eq!(status(&state), Some(OrderStatus::Completed));
+    let expire = OrderCommand::ExpireReservation {
+        sku: skus()[0].clone(),
+        ttl: TTL,
+    };
+    assert_eq!(OrderSaga::decide(&state, &expire), Ok(Vec::new()));
+}
+
+#[test]
+fn a_cancel_waiting_for_stock_is_honoured_when_the_reservation_expires() {
+    let (state, _) = paid_and_answered(&[Some(true), None]);
+    let cancel = OrderCommand::Cancel {
+        reason: "changed my mind".into(),
+    };
+    let state = OrderSaga::decide(&state, &cancel)
+        .unwrap()
+        .iter()
+        .fold(state, OrderSaga::evolve);
+    let expire = OrderCommand::ExpireReservation {
+        sku: skus()[0].clone(),
+        ttl: TTL,
+    };
+    let events = OrderSaga::decide(&state, &expire).unwrap();
+    assert!(matches!(
+        &events[..],
+        [OrderEvent::Compensating { outcome: Outcome::Cancelled, reason, .. }] if reason == "changed my mind"
+    ));
+}
+
+#[test]
+fn only_a_reservation_that_leaves_the_order_waiting_starts_a_timer() {
+    let (_, journal) = paid_and_answered(&[Some(true), None]);
+    assert_eq!(
+        reservation_recorded(&journal[journal.len() - 1..]),
+        Some(skus()[0].clone())
+    );
+    let (state, journal) = paid_and_answered(&[Some(true), Some(true)]);
+    // The last reservation completed the order in the same decision.
+    let last = journal
+        .iter()
+        .rposition(|e| matches!(e, OrderEvent::StockReserved { .. }))
+        .unwrap();
+    assert_eq!(reservation_recorded(&journal[last..]), None);
+    assert_eq!(reservation_to_time(state.as_ref().unwrap()), None);
+    let (state, _) = paid_and_answered(&[Some(false), Some(true), None]);
+    assert_eq!(reservation_to_time(state.as_ref().unwrap()), Some(skus()[1].clone()));
 }
