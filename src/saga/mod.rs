@@ -6,7 +6,7 @@ mod handlers;
 use std::sync::Arc;
 
 use actors::inventory::Inventory;
-use actors::notification::Notifications;
+use actors::notification::NotifyBehavior;
 use actors::order::OrderSaga;
 use actors::shell::directory::DirectoryConfig;
 use actors::shell::{Directory, DirectoryError, PaymentBehavior, Pure};
@@ -19,6 +19,7 @@ use crate::bus::{inbox, topology};
 use crate::config::Config;
 use crate::dead_letters::DEAD_LETTER_ACTIONS;
 use crate::gateway::SimulatedGateway;
+use crate::notify::{Notifier, NotifySetup};
 
 /// One directory of live actors per entity kind.
 pub struct Actors {
@@ -29,7 +30,9 @@ pub struct Actors {
     /// Stock, by SKU.
     pub inventory: Directory<Pure<Inventory>, NatsJournal>,
     /// Notifications, by order id.
-    pub notifications: Directory<Pure<Notifications>, NatsJournal>,
+    pub notifications: Directory<NotifyBehavior<Notifier>, NatsJournal>,
+    /// Preferences and plans for the notifications.
+    pub notify: NotifySetup,
 }
 
 impl Actors {
@@ -38,6 +41,7 @@ impl Actors {
         journal: Arc<NatsJournal>,
         snapshots: Arc<dyn SnapshotStore>,
         config: &Config,
+        notify: &NotifySetup,
     ) -> Result<Self, DirectoryError> {
         let a = &config.actors;
         let directory = DirectoryConfig {
@@ -59,7 +63,15 @@ impl Actors {
             )
             .await?,
             inventory: Directory::start("inventory", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
-            notifications: Directory::start("notification", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
+            notifications: Directory::start(
+                "notification",
+                Arc::new(NotifyBehavior::new(notify.notifier.clone())),
+                j.clone(),
+                s.clone(),
+                d.clone(),
+            )
+            .await?,
+            notify: notify.clone(),
         })
     }
 }

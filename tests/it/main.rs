@@ -12,6 +12,7 @@ mod dead_letters;
 mod idempotency;
 mod interop;
 mod journal;
+mod notifications;
 mod observability;
 mod poison;
 mod saga_paths;
