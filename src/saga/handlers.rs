@@ -272,6 +272,12 @@ impl Route {
             }
             for event in &events {
                 settled_now |= telemetry::notification_recorded(event);
+                // Here, in the input's span, so the line names the order and its trace.
+                tracing::info!(
+                    event = event.event_type(),
+                    channel = event.channel().map(|c| c.as_str()),
+                    "customer notification recorded"
+                );
             }
         }
         Ok(settled_now)
