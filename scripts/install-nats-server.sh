@@ -10,7 +10,7 @@
 #   .tools/bin/nats-server symlink to .tools/pip/bin/nats-server (use this path)
 #   .tools/py/             pip --target tree with the pins of
 #                          tests/support/python/requirements.txt (nats-py,
-#                          msgpack); put it on PYTHONPATH (scripts/test.sh does)
+#                          msgpack, aiosmtpd); put it on PYTHONPATH (scripts/test.sh does)
 #
 # Idempotent: each part is skipped when what is installed already matches the
 # pin. Needs only python3 with pip (override the interpreter with PYTHON=...).
@@ -98,7 +98,7 @@ install_python_deps() {
     local want
     want="$(py_stamp)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-        && PYTHONPATH="$dest" "$PYTHON" -c 'import nats, msgpack' >/dev/null 2>&1; then
+        && PYTHONPATH="$dest" "$PYTHON" -c 'import nats, msgpack, aiosmtpd' >/dev/null 2>&1; then
         log "python test deps already installed: $dest (${PY_REQUIREMENTS[*]})"
         echo "$dest"
         return
@@ -106,8 +106,8 @@ install_python_deps() {
     log "installing python test deps (${PY_REQUIREMENTS[*]}) into $dest"
     pip_install_target "$dest" "${PY_REQUIREMENTS[@]}"
     printf '%s\n' "$want" >"$stamp"
-    PYTHONPATH="$dest" "$PYTHON" -c 'import nats, msgpack' \
-        || die "python deps installed but 'import nats, msgpack' fails with PYTHONPATH=$dest"
+    PYTHONPATH="$dest" "$PYTHON" -c 'import nats, msgpack, aiosmtpd' \
+        || die "python deps installed but 'import nats, msgpack, aiosmtpd' fails with PYTHONPATH=$dest"
     log "installed python test deps at $dest (use PYTHONPATH=$dest)"
     echo "$dest"
 }

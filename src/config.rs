@@ -32,6 +32,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// Stock reservations.
     pub inventory: InventoryConfig,
+    /// Telling customers how their orders ended.
+    pub notifications: NotificationsConfig,
 }
 
 /// Stock reservations.
@@ -359,6 +361,103 @@ impl Default for BreakerConfig {
             failures: 5,
             open_for: Duration::from_secs(5),
             open_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Telling customers how their orders ended: channels, templates, retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Channels for customers without preferences, in order: the first is
+    /// the primary, each next one the fallback of the one before.
+    pub default_channels: Vec<String>,
+    /// Appended to every customer's channels as the last resort (`""`: none).
+    pub fallback_channel: String,
+    /// A directory of template files (`<ending>.<channel>.txt`,
+    /// `<ending>.email_subject.txt`) overriding the embedded ones; `""`: none.
+    pub templates_dir: std::path::PathBuf,
+    /// Tries per channel before it counts as failed.
+    pub attempts: usize,
+    /// The first delay between tries; it doubles up to `retry_max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    /// The longest delay between tries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Email over SMTP.
+    pub email: EmailConfig,
+    /// Signed webhooks.
+    pub webhook: WebhookConfig,
+}
+
+/// Email over SMTP (plain SMTP to a relay; see the README).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The SMTP server (a local relay).
+    pub smtp_host: String,
+    /// Its port.
+    pub smtp_port: u16,
+    /// SMTP AUTH user; `""`: no authentication.
+    pub smtp_username: String,
+    /// SMTP AUTH password; from the environment, never a file in the repo.
+    pub smtp_password: String,
+    /// How long one SMTP conversation may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The `From` mailbox; its domain also ends every `Message-ID`.
+    pub from: String,
+}
+
+/// Signed webhooks (Standard Webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL for customers whose preferences name none; `""`: none.
+    pub default_url: String,
+    /// The signing secret (`whsec_<base64>` or plain text); from the
+    /// environment. Webhooks fail (and fall back) while it is empty.
+    pub secret: String,
+    /// How long one POST may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            default_channels: vec!["log".into()],
+            fallback_channel: "log".into(),
+            templates_dir: std::path::PathBuf::new(),
+            attempts: 3,
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(2),
+            email: EmailConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 25,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            timeout: Duration::from_secs(10),
+            from: "orderflow <orders@orderflow.localhost>".into(),
+        }
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            default_url: String::new(),
+            secret: String::new(),
+            timeout: Duration::from_secs(5),
         }
     }
 }

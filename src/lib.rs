@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod gateway;
 pub mod http;
 pub mod node;
+pub mod notify;
 pub mod saga;
 pub mod store;
 pub mod telemetry;

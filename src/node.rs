@@ -13,6 +13,7 @@ use crate::bus::{self, topology};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
 use crate::http::{self, AppState};
+use crate::notify::NotifySetup;
 use crate::saga::{self, Actors};
 use crate::store::SledSnapshots;
 use crate::telemetry;
@@ -47,13 +48,17 @@ impl Node {
                 .context("opening the journals")?,
         );
         let snapshots = SledSnapshots::open(&config.store.path).context("opening the snapshot store")?;
+        let notify = NotifySetup::open(&js, &config.notifications)
+            .await
+            .context("setting up notifications")?;
         let actors = Arc::new(
-            Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config)
+            Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config, &notify)
                 .await
                 .context("starting actors")?,
         );
         let (stop, stopped) = watch::channel(false);
         let mut tasks = saga::spawn_inboxes(&js, &actors, &journal, &config, &stopped);
+        tasks.spawn(notify.customers.clone().follow(js.clone(), stopped.clone()));
 
         let listener = TcpListener::bind(config.http.addr)
             .await
@@ -70,6 +75,7 @@ impl Node {
             journal,
             client,
             dead_letters: DeadLetters::new(js.clone()),
+            notify,
             snapshots: snapshots.clone(),
             js,
             metrics,

@@ -167,14 +167,28 @@ impl NotificationTally {
     /// Folds one logical NOTIFICATIONS event.
     pub fn add(&mut self, meta: Meta<'_>, event: NotificationEvent) -> Result<(), String> {
         let id = order_of(&meta)?;
-        let NotificationEvent::Sent { order_id, outcome, .. } = event;
-        same_order(id, order_id)?;
+        if let Some(order_id) = schemas::wire::Event::order_id(&event) {
+            same_order(id, order_id)?;
+        }
+        // What tells the ending once and for all: a delivery, an opt-out, or
+        // the last channel failing. Claims, fallbacks and receipts do not.
+        let settles = matches!(
+            event,
+            NotificationEvent::Sent { .. }
+                | NotificationEvent::OptedOut { .. }
+                | NotificationEvent::Failed { fallback: None, .. }
+        );
+        if matches!(event, NotificationEvent::Read { .. }) {
+            return Ok(());
+        }
         let record = self.records.entry(id).or_insert_with(|| NotificationRecord {
             first_seq: meta.seq,
             ..NotificationRecord::default()
         });
-        record.sent = record.sent.saturating_add(1);
-        record.outcome.get_or_insert(outcome);
+        if settles {
+            record.sent = record.sent.saturating_add(1);
+            record.outcome.get_or_insert(event.outcome());
+        }
         Ok(())
     }
 }

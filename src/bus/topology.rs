@@ -3,6 +3,7 @@
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
 use schemas::subjects::EntityKind;
@@ -24,6 +25,11 @@ pub enum TopologyError {
         stream: &'static str,
         consumer: String,
         source: async_nats::jetstream::stream::ConsumerError,
+    },
+    #[error("key-value bucket {bucket}: {source}")]
+    Bucket {
+        bucket: String,
+        source: async_nats::jetstream::context::CreateKeyValueError,
     },
 }
 
@@ -265,6 +271,19 @@ pub fn consumers(config: &Config) -> Vec<(&'static str, pull::Config)> {
     consumers
 }
 
+/// The key-value buckets a node needs: customers' notification preferences.
+/// Replicated like the streams; one value per key (the latest wins).
+pub fn buckets(config: &Config) -> Vec<kv::Config> {
+    vec![kv::Config {
+        bucket: crate::notify::preferences::BUCKET.to_owned(),
+        description: "orderflow: customers' notification preferences".to_owned(),
+        history: 1,
+        storage: StorageType::File,
+        num_replicas: config.nats.replicas,
+        ..Default::default()
+    }]
+}
+
 /// Creates or updates every stream and consumer; safe to run any number of times.
 pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> {
     for stream in streams(config) {
@@ -282,6 +301,12 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
                 consumer: name,
                 source,
             })?;
+    }
+    for bucket in buckets(config) {
+        let name = bucket.bucket.clone();
+        js.create_or_update_key_value(bucket)
+            .await
+            .map_err(|source| TopologyError::Bucket { bucket: name, source })?;
     }
     Ok(())
 }

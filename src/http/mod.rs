@@ -2,6 +2,7 @@
 
 pub mod dead_letters;
 pub mod health;
+pub mod notifications;
 pub mod observe;
 pub mod orders;
 pub mod problem;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub snapshots: crate::store::SledSnapshots,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Notification preferences and the customer index.
+    pub notify: crate::notify::NotifySetup,
 }
 
 /// Decides `command` against the entity's journal and appends the result
@@ -74,6 +77,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders", post(orders::place))
         .route("/api/v1/orders/{id}", get(orders::get))
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
+        .route("/api/v1/orders/{id}/notifications", get(notifications::of_order))
+        .route(
+            "/api/v1/orders/{id}/notifications/{notification_id}/read",
+            post(notifications::mark_read),
+        )
+        .route(
+            "/api/v1/customers/{customer_id}/notifications",
+            get(notifications::of_customer),
+        )
+        .route(
+            "/api/v1/customers/{customer_id}/notification-preferences",
+            get(notifications::get_preferences).put(notifications::put_preferences),
+        )
         .route("/api/v1/skus/{sku}", get(skus::get))
         .route("/api/v1/skus/{sku}/restock", post(skus::restock))
         .route("/api/v1/admin/dead-letters", get(dead_letters::list))

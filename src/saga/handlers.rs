@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use actors::inventory::InventoryCommand;
 use actors::journal::{Cause, Journal};
-use actors::notification::Notify;
+use actors::notification::{Ending, NotifyIntent};
 use actors::order::{self, OrderCommand, OrderSaga, PaymentReply, StockReply};
 use actors::shell::behavior::PaymentIntent;
 use actors::shell::{Executed, StepError};
@@ -27,6 +27,7 @@ use crate::bus::envelope;
 use crate::bus::inbox::{Failure, Handler};
 use crate::bus::journal::NatsJournal;
 use crate::bus::topology::{self, Inbox};
+use crate::notify::preferences::PreferenceError;
 use crate::telemetry;
 
 /// Which input an inbox carries.
@@ -359,27 +360,14 @@ impl Handler for Route {
                 let (Some(outcome), Some(customer_id)) = (event.outcome(), customer_of(&event)) else {
                     return Ok(());
                 };
-                let text = match event.reason() {
-                    Some(reason) => format!("Your order {order_id} is {}: {reason}", outcome.event_type()),
-                    None => format!("Your order {order_id} is {}.", outcome.event_type()),
-                };
-                let notification = EntityRef::notification(order_id);
-                let notify = Notify {
+                let ending = Ending {
                     order_id,
                     customer_id,
                     outcome,
-                    channel: "log".into(),
-                    message: text,
+                    reason: event.reason().filter(|r| !r.is_empty()).map(str::to_owned),
                 };
-                let sent = settled(
-                    &notification,
-                    a.notifications.execute(&notification, notify, cause).await,
-                )?;
-                if !sent.is_empty() {
+                if self.notify(ending, cause).await? {
                     self.count_ending(order_id, outcome, message).await;
-                }
-                for sent in sent {
-                    tracing::info!(order_id = %order_id, notification = ?sent, "customer notified");
                 }
                 Ok(())
             }
@@ -397,6 +385,49 @@ impl Handler for Route {
                 Ok(())
             }
         }
+    }
+}
+
+impl Route {
+    /// Tells an ending by the customer's preferences, one journaled step at
+    /// a time (claim, send, record, fall back) until nothing is left; true
+    /// if this call settled it (so the ending is counted once).
+    async fn notify(&self, ending: Ending, cause: Cause) -> Result<bool, Failure> {
+        let a = &self.actors;
+        let preferences = match a.notify.preferences.get(&ending.customer_id).await {
+            Ok(p) => p,
+            Err(e @ PreferenceError::Unavailable(_)) => return Err(Failure::Transient(e.to_string())),
+            Err(e @ PreferenceError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "using the default notification channels");
+                None
+            }
+        };
+        let plan = a.notify.planner.plan(&ending.customer_id, preferences.as_ref());
+        // Each step appends one event; a chain of n channels takes at most 2n + 1.
+        let steps = 2 * plan.chain.len() + 2;
+        let notification = EntityRef::notification(ending.order_id);
+        let intent = NotifyIntent::Advance { ending, plan };
+        let mut settled_now = false;
+        for _ in 0..steps {
+            let executed = a
+                .notifications
+                .execute(&notification, intent.clone(), cause.clone())
+                .await;
+            let events = settled(&notification, executed)?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                settled_now |= telemetry::notification_recorded(event);
+                // Here, in the input's span, so the line names the order and its trace.
+                tracing::info!(
+                    event = event.event_type(),
+                    channel = event.channel().map(|c| c.as_str()),
+                    "customer notification recorded"
+                );
+            }
+        }
+        Ok(settled_now)
     }
 }
 

@@ -7,7 +7,7 @@ pub mod timers;
 use std::sync::Arc;
 
 use actors::inventory::Inventory;
-use actors::notification::Notifications;
+use actors::notification::NotifyBehavior;
 use actors::order::OrderSaga;
 use actors::shell::directory::DirectoryConfig;
 use actors::shell::{Directory, DirectoryError, PaymentBehavior, Pure};
@@ -20,6 +20,7 @@ use crate::bus::{inbox, topology};
 use crate::config::Config;
 use crate::dead_letters::DEAD_LETTER_ACTIONS;
 use crate::gateway::{HttpGatewayError, PaymentProvider};
+use crate::notify::{Notifier, NotifySetup};
 
 /// Why the saga's actors could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,9 @@ pub struct Actors {
     /// Stock, by SKU.
     pub inventory: Directory<Pure<Inventory>, NatsJournal>,
     /// Notifications, by order id.
-    pub notifications: Directory<Pure<Notifications>, NatsJournal>,
+    pub notifications: Directory<NotifyBehavior<Notifier>, NatsJournal>,
+    /// Preferences and plans for the notifications.
+    pub notify: NotifySetup,
 }
 
 impl Actors {
@@ -50,6 +53,7 @@ impl Actors {
         journal: Arc<NatsJournal>,
         snapshots: Arc<dyn SnapshotStore>,
         config: &Config,
+        notify: &NotifySetup,
     ) -> Result<Self, StartError> {
         let a = &config.actors;
         let directory = DirectoryConfig {
@@ -72,7 +76,15 @@ impl Actors {
             )
             .await?,
             inventory: Directory::start("inventory", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
-            notifications: Directory::start("notification", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
+            notifications: Directory::start(
+                "notification",
+                Arc::new(NotifyBehavior::new(notify.notifier.clone())),
+                j.clone(),
+                s.clone(),
+                d.clone(),
+            )
+            .await?,
+            notify: notify.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use schemas::notification::{Channel, NotificationEvent};
 use schemas::subjects::EntityKind;
 
 /// Latency buckets (seconds), from a fast local step to a slow saga.
@@ -106,6 +107,10 @@ fn describe() {
         "orderflow_dead_letters_backlog",
         "Dead letters neither replayed nor discarded"
     );
+    describe_counter!(
+        "orderflow_notifications_total",
+        "Notification results journaled, by channel and status (sent, failed, fell_back, opted_out, read)"
+    );
 }
 
 /// Counters that may stay at zero for a long time are exported from the
@@ -122,6 +127,28 @@ fn register_zeroes() {
     }
     counter!("orderflow_dead_letters_replayed_total").increment(0);
     counter!("orderflow_dead_letters_discarded_total").increment(0);
+    for channel in Channel::ALL.map(Channel::as_str) {
+        for status in ["sent", "failed", "fell_back", "read"] {
+            counter!("orderflow_notifications_total", "channel" => channel, "status" => status).increment(0);
+        }
+    }
+    counter!("orderflow_notifications_total", "channel" => "none", "status" => "opted_out").increment(0);
+}
+
+/// Counts a journaled notification event; true when it settles its ending
+/// (sent, opted out, or failed with nothing left to fall back to).
+pub fn notification_recorded(event: &NotificationEvent) -> bool {
+    let channel = event.channel().map_or("none", Channel::as_str);
+    let (status, settles) = match event {
+        NotificationEvent::Sent { .. } => ("sent", true),
+        NotificationEvent::Failed { fallback: Some(_), .. } => ("fell_back", false),
+        NotificationEvent::Failed { fallback: None, .. } => ("failed", true),
+        NotificationEvent::OptedOut { .. } => ("opted_out", true),
+        NotificationEvent::Read { .. } => ("read", false),
+        NotificationEvent::Claimed { .. } => return false,
+    };
+    counter!("orderflow_notifications_total", "channel" => channel, "status" => status).increment(1);
+    settles
 }
 
 /// A dead letter reached the node (from `consumer`).

@@ -11,7 +11,7 @@ use orderflow::audit::{self, AuditOptions, AuditReport, Category};
 use orderflow::bus::envelope;
 use schemas::headers as h;
 use schemas::inventory::InventoryEvent;
-use schemas::notification::NotificationEvent;
+use schemas::notification::{Channel, NotificationEvent};
 use schemas::order::{Line, OrderEvent, Outcome};
 use schemas::payment::PaymentEvent;
 use schemas::subjects::EntityRef;
@@ -215,13 +215,16 @@ fn refunded(order_id: OrderId) -> PaymentEvent {
     }
 }
 
-fn sent(order_id: OrderId, outcome: Outcome, channel: &str) -> NotificationEvent {
+fn sent(order_id: OrderId, outcome: Outcome, channel: Channel) -> NotificationEvent {
     NotificationEvent::Sent {
         order_id,
         customer_id: alice(),
         outcome,
-        channel: channel.to_owned(),
+        channel,
         message: format!("your order {}", outcome.event_type()),
+        attempts: 1,
+        recipient: None,
+        fallback_of: None,
     }
 }
 
@@ -288,8 +291,11 @@ async fn every_broken_invariant_is_reported() {
     w.append(&EntityRef::inventory(&sku("SKU-G")), &reserved("SKU-G", good, 2, 3))
         .await;
     w.append(&EntityRef::order(good), &completed()).await;
-    w.append(&EntityRef::notification(good), &sent(good, Outcome::Completed, "email"))
-        .await;
+    w.append(
+        &EntityRef::notification(good),
+        &sent(good, Outcome::Completed, Channel::Email),
+    )
+    .await;
 
     // Two endings.
     let twice = OrderId::random();
@@ -357,11 +363,14 @@ async fn every_broken_invariant_is_reported() {
     .await;
     w.append(
         &EntityRef::notification(chatty),
-        &sent(chatty, Outcome::Failed, "email"),
+        &sent(chatty, Outcome::Failed, Channel::Email),
     )
     .await;
-    w.append(&EntityRef::notification(chatty), &sent(chatty, Outcome::Failed, "sms"))
-        .await;
+    w.append(
+        &EntityRef::notification(chatty),
+        &sent(chatty, Outcome::Failed, Channel::Webhook),
+    )
+    .await;
 
     // A payment for an order nobody placed.
     let ghost = OrderId::random();
