@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bench;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dead_letters;
 pub mod gateway;

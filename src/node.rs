@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::bus::journal::{NatsJournal, Reads};
 use crate::bus::{self, topology};
+use crate::cluster::membership::{self, NodeCard};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
 use crate::http::{self, AppState};
@@ -38,7 +39,7 @@ impl Node {
             .await
             .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
         let js = async_nats::jetstream::new(client.clone());
-        topology::ensure(&js, &config)
+        topology::ensure_patiently(&js, &config)
             .await
             .context("creating streams and consumers")?;
         let reads = Reads::for_replicas(config.nats.replicas);
@@ -70,6 +71,7 @@ impl Node {
             &config,
             stopped.clone(),
         ));
+        let heartbeat_js = js.clone();
         let app = http::router(AppState {
             config: Arc::new(config),
             journal,
@@ -89,7 +91,14 @@ impl Node {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        tracing::info!(%http_addr, "orderflow node ready");
+        let card = NodeCard {
+            id: membership::node_id(),
+            http: http_addr.to_string(),
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        tracing::info!(%http_addr, node = %card.id, "orderflow node ready");
+        tasks.spawn(membership::announce(heartbeat_js, card, stopped.clone()));
         Ok(Node {
             http_addr,
             actors,

@@ -2,8 +2,10 @@
 //! unreadable, costs replay time and never data (invariant 6).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use actors::snapshot::SnapshotStore;
+use backon::{BlockingRetryable, ConstantBuilder};
 use schemas::subjects::EntityRef;
 
 /// Why the snapshot store could not be opened at all.
@@ -13,6 +15,11 @@ pub enum StoreError {
     Open { path: PathBuf, source: sled::Error },
     #[error("moving the unreadable snapshot store at {path} aside: {source}")]
     MoveAside { path: PathBuf, source: std::io::Error },
+}
+
+/// True when another handle still holds the database's file lock.
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
 }
 
 /// Snapshots keyed by `<space>.<id>` in one sled database.
@@ -25,7 +32,18 @@ impl SledSnapshots {
     /// Opens (or creates) the store. An unreadable one is moved aside and
     /// replaced by an empty one: snapshots are a cache, so starting cold is safe.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        match sled::open(path) {
+        // A store just closed in this process (a node restarting) may still be
+        // locked for a moment by sled's background flusher: wait it out.
+        let opened = (|| sled::open(path))
+            .retry(
+                ConstantBuilder::default()
+                    .with_delay(Duration::from_millis(50))
+                    .with_max_times(60),
+            )
+            .sleep(std::thread::sleep)
+            .when(is_locked)
+            .call();
+        match opened {
             Ok(db) => Ok(Self { db }),
             Err(e @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
                 let aside = path.with_extension(format!("unreadable-{}", std::process::id()));

@@ -6,6 +6,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
+use backon::{ExponentialBuilder, Retryable};
 use schemas::subjects::EntityKind;
 use schemas::timer;
 
@@ -31,6 +32,36 @@ pub enum TopologyError {
         bucket: String,
         source: async_nats::jetstream::context::CreateKeyValueError,
     },
+}
+
+impl TopologyError {
+    /// True when the cluster was not ready to answer (no JetStream leader yet,
+    /// a request timed out): worth trying again shortly, unlike a refusal.
+    pub fn is_transient(&self) -> bool {
+        let text = match self {
+            Self::Stream { source, .. } => source.to_string(),
+            Self::Consumer { source, .. } => source.to_string(),
+            Self::Bucket { source, .. } => source.to_string(),
+        };
+        ["timed out", "temporarily unavailable", "no responders"]
+            .iter()
+            .any(|t| text.contains(t))
+    }
+}
+
+/// Creates or updates the topology, riding out a cluster that is still
+/// electing its leaders (nodes often start together with the servers).
+pub async fn ensure_patiently(js: &Context, config: &Config) -> Result<(), TopologyError> {
+    (|| ensure(js, config))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(200))
+                .with_max_delay(std::time::Duration::from_secs(5))
+                .with_max_times(15),
+        )
+        .when(TopologyError::is_transient)
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "topology not ready; trying again"))
+        .await
 }
 
 /// One durable consumer: which stream, under what name, which event types.
@@ -271,17 +302,21 @@ pub fn consumers(config: &Config) -> Vec<(&'static str, pull::Config)> {
     consumers
 }
 
-/// The key-value buckets a node needs: customers' notification preferences.
-/// Replicated like the streams; one value per key (the latest wins).
+/// The key-value buckets a node needs: the live nodes, and customers'
+/// notification preferences. Replicated like the streams; one value per key
+/// (the latest wins).
 pub fn buckets(config: &Config) -> Vec<kv::Config> {
-    vec![kv::Config {
-        bucket: crate::notify::preferences::BUCKET.to_owned(),
-        description: "orderflow: customers' notification preferences".to_owned(),
-        history: 1,
-        storage: StorageType::File,
-        num_replicas: config.nats.replicas,
-        ..Default::default()
-    }]
+    vec![
+        crate::cluster::membership::bucket_config(config.nats.replicas),
+        kv::Config {
+            bucket: crate::notify::preferences::BUCKET.to_owned(),
+            description: "orderflow: customers' notification preferences".to_owned(),
+            history: 1,
+            storage: StorageType::File,
+            num_replicas: config.nats.replicas,
+            ..Default::default()
+        },
+    ]
 }
 
 /// Creates or updates every stream and consumer; safe to run any number of times.

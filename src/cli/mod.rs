@@ -1,6 +1,7 @@
 //! The `orderflow` command line.
 
 mod client;
+mod cluster;
 mod dlq;
 mod tail;
 mod trace;
@@ -58,6 +59,11 @@ pub enum Command {
     },
     /// Check the business invariants from the four streams; fails on any violation.
     Audit(crate::audit::AuditArgs),
+    /// The cluster as NATS sees it (reads NATS directly; no node needed).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
 }
 
 /// Runs the parsed command line.
@@ -94,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(args) => trace::run(args, &config).await,
         Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,
+        Command::Cluster { command } => cluster::run(command, &config).await,
     }
 }
 

@@ -176,6 +176,45 @@ def load_yaml(path, problems):
         return None
 
 
+def check_compose(path, prometheus, problems):
+    """What `docker compose config` would catch that matters here (Docker is
+    not available on every machine that runs the tests): the file loads with
+    its anchors, three NATS members route to each other, three orderflow
+    nodes know every member and ask for R3, host ports are distinct, and
+    Prometheus scrapes exactly the orderflow services."""
+    compose = load_yaml(path, problems)
+    if compose is None:
+        return
+    services = compose.get("services") or {}
+    nats = sorted(n for n in services if n.startswith("nats-"))
+    apps = sorted(n for n in services if n.startswith("orderflow-"))
+    if len(nats) != 3 or len(apps) != 3:
+        problems.append(f"{path}: wants 3 nats-* and 3 orderflow-* services, has {nats} and {apps}")
+    for name in nats:
+        env = services[name].get("environment") or {}
+        routes = {env.get(f"NATS_ROUTE_{i}") for i in (1, 2, 3)}
+        if routes != {f"nats://{n}:6222" for n in nats} or not env.get("NATS_NAME"):
+            problems.append(f"{path}: {name} does not route to every member: {sorted(map(str, routes))}")
+    for name in apps:
+        env = services[name].get("environment") or {}
+        urls = set(str(env.get("ORDERFLOW_NATS__URL", "")).split(","))
+        if urls != {f"nats://{n}:4222" for n in nats}:
+            problems.append(f"{path}: {name} does not name every NATS member: {sorted(urls)}")
+        if str(env.get("ORDERFLOW_NATS__REPLICAS")) != "3":
+            problems.append(f"{path}: {name} does not ask for R3 streams")
+        if "build" not in services[name]:
+            problems.append(f"{path}: {name} is not built from the repository's Dockerfile")
+    host_ports = [p.rsplit(":", 1)[0] for svc in services.values() for p in svc.get("ports") or []]
+    if len(host_ports) != len(set(host_ports)):
+        problems.append(f"{path}: a host port is published twice: {sorted(host_ports)}")
+    targets = {
+        t for job in prometheus.get("scrape_configs") or [] for sc in job.get("static_configs") or []
+        for t in sc.get("targets") or []
+    }
+    if targets != {f"{a}:8080" for a in apps}:
+        problems.append(f"{path}: Prometheus scrapes {sorted(targets)}, not the orderflow services")
+
+
 def main():
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
     deploy = root / "deploy"
@@ -221,6 +260,7 @@ def main():
         if DATASOURCE_UID not in {s.get("uid") for s in sources}:
             problems.append(f"{datasources_yml}: no datasource with uid {DATASOURCE_UID!r}")
         load_yaml(providers_yml, problems)
+        check_compose(root / "docker-compose.yml", config, problems)
     else:
         print("check_deploy_assets: PyYAML not importable; reading alert expressions line by line", file=sys.stderr)
         found = alert_exprs_by_lines(alerts_yml.read_text())

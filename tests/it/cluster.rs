@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::NatsCluster;
 use crate::support::load::{all_ended, place_mixed, Mix};
 use crate::support::process::NodeProcess;
-use crate::support::{audit_passes, eventually, SAGA_DEADLINE};
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::support::{audit_passes, eventually, orderflow_cli, SAGA_DEADLINE};
 
 /// How long a loaded 2-core machine may take to settle every order.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -103,6 +107,38 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     restock(&rig, &["C1", "C2"], 1_000).await;
     let ids = rig.load(&Mix::new(300, &["C1", "C2"])).await.expect("the load ran");
     rig.settles(&ids, 2).await;
+
+    // `orderflow cluster status` sees the three nodes, R3 streams with a
+    // leader and two current followers, and every consumer caught up.
+    let status = eventually("cluster status to list the three nodes", SAGA_DEADLINE, || async {
+        let out = orderflow_cli(&rig.cluster.url(), &["cluster", "status", "--json"]).await;
+        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (status["nodes"].as_array()?.len() == 3).then_some(status)
+    })
+    .await;
+    let http: BTreeSet<&str> = status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["http"].as_str())
+        .collect();
+    let bases: BTreeSet<String> = rig
+        .bases()
+        .iter()
+        .map(|b| b.trim_start_matches("http://").to_owned())
+        .collect();
+    assert_eq!(http, bases.iter().map(String::as_str).collect(), "{status}");
+    let orders = status["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "ORDERS"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(orders["replicas"], 3, "{orders}");
+    assert!(orders["leader"].is_string(), "{orders}");
+    assert_eq!(orders["followers"].as_array().map(Vec::len), Some(2), "{orders}");
+    let consumers = status["consumers"].as_array().cloned().unwrap_or_default();
+    assert!(consumers.len() >= 6, "{status}");
+    assert!(consumers.iter().all(|c| c["pending"] == 0), "all caught up: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Run the clustered topology on loopback, without Docker: a 3-node NATS
+# cluster (nats-cluster.conf, R3 streams) and 3 orderflow nodes.
+#
+#   scripts/cluster.sh                 # until Ctrl-C, then stops everything
+#
+#   NATS clients   nats://127.0.0.1:4222,4223,4224   (routes 6222-6224, monitoring 8222-8224)
+#   orderflow HTTP http://127.0.0.1:8080, 8081, 8082 (any node serves any order)
+#   stores, logs   var/cluster/ (gitignored); delete it for a clean slate
+#
+# The same members run in docker-compose.yml, and tests/support/cluster.rs
+# starts the same nats-cluster.conf on free ports for the cluster tests.
+# ORDERFLOW_CLUSTER_BASE_PORT shifts every port (default 0).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SHIFT="${ORDERFLOW_CLUSTER_BASE_PORT:-0}"
+READY_TIMEOUT_SECS="${ORDERFLOW_NATS_READY_TIMEOUT:-30}"
+VAR="$ROOT/var/cluster"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+
+http_ok() {
+    python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PY
+}
+
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    # The apps first (they drain and snapshot), then the servers.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$ROOT/scripts/install-nats-server.sh" --server >/dev/null
+NATS_SERVER="$ROOT/.tools/bin/nats-server"
+log "building orderflow (release)"
+cargo build --release --bin orderflow
+APP_BIN="$ROOT/target/release/orderflow"
+mkdir -p "$VAR"
+
+client_port() { echo $((4222 + SHIFT + $1)); }
+route() { echo "nats://127.0.0.1:$((6222 + SHIFT + $1))"; }
+URLS="nats://127.0.0.1:$(client_port 0),nats://127.0.0.1:$(client_port 1),nats://127.0.0.1:$(client_port 2)"
+
+set -m
+for i in 0 1 2; do
+    name="n$((i + 1))"
+    log "starting nats-server $name on $(client_port "$i") (log $VAR/$name.log)"
+    NATS_NAME="$name" NATS_HOST=127.0.0.1 NATS_PORT="$(client_port "$i")" \
+        NATS_HTTP_PORT=$((8222 + SHIFT + i)) NATS_CLUSTER_PORT=$((6222 + SHIFT + i)) \
+        NATS_ROUTE_1="$(route 0)" NATS_ROUTE_2="$(route 1)" NATS_ROUTE_3="$(route 2)" \
+        NATS_STORE="$VAR/$name" NATS_SYNC_INTERVAL="${NATS_SYNC_INTERVAL:-120s}" \
+        "$NATS_SERVER" -c "$ROOT/nats-cluster.conf" </dev/null >>"$VAR/$name.log" 2>&1 &
+    PIDS+=($!)
+done
+
+deadline=$((SECONDS + READY_TIMEOUT_SECS))
+for i in 0 1 2; do
+    until http_ok "http://127.0.0.1:$((8222 + SHIFT + i))/healthz"; do
+        ((SECONDS < deadline)) || die "nats-server n$((i + 1)) not healthy after ${READY_TIMEOUT_SECS}s (see $VAR/n$((i + 1)).log)"
+        sleep 0.2
+    done
+done
+until http_ok "http://127.0.0.1:$((8222 + SHIFT))/healthz" && python3 - "http://127.0.0.1:$((8222 + SHIFT))/jsz" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if (json.load(r).get("meta_cluster") or {}).get("leader") else 1)
+PY
+do
+    ((SECONDS < deadline)) || die "no JetStream meta leader after ${READY_TIMEOUT_SECS}s (see $VAR/n1.log)"
+    sleep 0.2
+done
+log "NATS cluster ready: $URLS"
+
+for i in 0 1 2; do
+    port=$((8080 + SHIFT + i))
+    log "starting orderflow node $((i + 1)) on http://127.0.0.1:$port (log $VAR/app$((i + 1)).log)"
+    ORDERFLOW_NATS__URL="$URLS" ORDERFLOW_NATS__REPLICAS=3 \
+        ORDERFLOW_HTTP__ADDR="127.0.0.1:$port" ORDERFLOW_STORE__PATH="$VAR/app$((i + 1))" \
+        "$APP_BIN" serve </dev/null >>"$VAR/app$((i + 1)).log" 2>&1 &
+    PIDS+=($!)
+done
+for i in 0 1 2; do
+    until http_ok "http://127.0.0.1:$((8080 + SHIFT + i))/readyz"; do
+        ((SECONDS < deadline + 60)) || die "orderflow node $((i + 1)) not ready (see $VAR/app$((i + 1)).log)"
+        sleep 0.2
+    done
+done
+log "orderflow ready on http://127.0.0.1:$((8080 + SHIFT)), :$((8081 + SHIFT)), :$((8082 + SHIFT)); Ctrl-C stops all"
+wait -n || true
+die "a process exited; see the logs in $VAR"

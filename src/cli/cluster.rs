@@ -1,0 +1,34 @@
+//! `orderflow cluster status`.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::cluster::status;
+use crate::config::Config;
+
+/// What to ask of the cluster.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Live nodes, stream placement and replicas, consumer lag.
+    Status {
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `command` against the servers of `config.nats.url`.
+pub async fn run(command: ClusterCommand, config: &Config) -> anyhow::Result<()> {
+    let ClusterCommand::Status { json } = command;
+    let client = crate::bus::connect(&config.nats.url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let js = async_nats::jetstream::new(client);
+    let status = status::read(&js, config).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status::render(&status));
+    }
+    Ok(())
+}
