@@ -167,9 +167,15 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     /// Redelivery delays after ack timeouts (the first replaces `ack_wait`).
     pub backoff: Vec<humantime_serde::Serde<Duration>>,
-    /// The delay asked for when a step fails transiently.
+    /// The delay asked for when a step first fails transiently; it doubles
+    /// with each further delivery up to `nak_delay_max` (when `backoff` is empty).
     #[serde(with = "humantime_serde")]
     pub nak_delay: Duration,
+    /// The longest delay between transient retries. With the defaults, ten
+    /// deliveries span about two minutes: long enough to ride out a stream
+    /// leader election in a cluster (seconds) before anything is dead-lettered.
+    #[serde(with = "humantime_serde")]
+    pub nak_delay_max: Duration,
     /// Messages in flight per consumer; also the server's `max_ack_pending`.
     pub max_in_flight: usize,
 }
@@ -286,6 +292,7 @@ impl Default for ConsumerConfig {
             ack_wait: Duration::from_secs(30),
             backoff: Vec::new(),
             nak_delay: Duration::from_millis(500),
+            nak_delay_max: Duration::from_secs(30),
             max_in_flight: 512,
         }
     }
@@ -294,12 +301,16 @@ impl Default for ConsumerConfig {
 impl ConsumerConfig {
     /// How long to wait before redelivering a message that failed
     /// transiently on its `delivered`-th delivery: the `backoff` schedule
-    /// (its last value repeating) when one is configured, else `nak_delay`.
+    /// (its last value repeating) when one is configured, else `nak_delay`
+    /// doubling per delivery up to `nak_delay_max`.
     pub fn retry_delay(&self, delivered: i64) -> Duration {
         let attempt = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
         match self.backoff.get(attempt).or(self.backoff.last()) {
             Some(delay) => **delay,
-            None => self.nak_delay,
+            None => {
+                let doubled = self.nak_delay.saturating_mul(1 << attempt.min(20) as u32);
+                doubled.min(self.nak_delay_max.max(self.nak_delay))
+            }
         }
     }
 }
@@ -527,6 +538,8 @@ mod tests {
     fn transient_retries_follow_the_backoff_schedule_then_repeat_its_last_step() {
         let mut consumers = ConsumerConfig::default();
         assert_eq!(consumers.retry_delay(1), consumers.nak_delay);
+        let doubling: Vec<u128> = (1..=9).map(|d| consumers.retry_delay(d).as_millis()).collect();
+        assert_eq!(doubling, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
         consumers.backoff = [1, 5, 30].map(|s| Duration::from_secs(s).into()).to_vec();
         let delays: Vec<u64> = (0..6).map(|d| consumers.retry_delay(d).as_secs()).collect();
         assert_eq!(delays, [1, 1, 5, 30, 30, 30]);

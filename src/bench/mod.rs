@@ -27,7 +27,8 @@ use scenario::{Kind, Mix};
 /// `orderflow bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The node's base URL.
+    /// The node's base URL; several, comma-separated, spread orders over
+    /// nodes round-robin (each order is placed on one and read on the next).
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
     pub url: String,
     /// Orders to place at most.
@@ -75,6 +76,9 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     if args.orders == 0 || args.concurrency == 0 || args.skus == 0 {
         bail!("--orders, --concurrency and --skus must be positive");
     }
+    if args.url.split(',').all(|u| u.trim().is_empty()) {
+        bail!("--url names no node");
+    }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of orders per second");
     }
@@ -84,7 +88,12 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         .context("building the HTTP client")?;
     let bench = Arc::new(Bench {
         http,
-        base: args.url.trim_end_matches('/').to_owned(),
+        bases: args
+            .url
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect(),
         run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         mix,
         skus: args.skus,
@@ -233,13 +242,20 @@ async fn stored_messages(js: &async_nats::jetstream::Context) -> Option<u64> {
 /// What every order of a run shares.
 struct Bench {
     http: reqwest::Client,
-    base: String,
+    /// At least one: `run` refuses an empty `--url`.
+    bases: Vec<String>,
     run: String,
     mix: Mix,
     skus: usize,
 }
 
 impl Bench {
+    /// The node order `i` is placed on (`0`) or read from (`1`).
+    fn base(&self, i: u64, hop: u64) -> &str {
+        let n = self.bases.len().max(1) as u64;
+        self.bases.get(((i + hop) % n) as usize).map_or("", String::as_str)
+    }
+
     fn sku(&self, i: u64) -> String {
         format!("BENCH-{}-{}", self.run, i % self.skus as u64)
     }
@@ -248,7 +264,7 @@ impl Bench {
     async fn restock(&self, orders: u64) -> anyhow::Result<()> {
         let per_sku = orders / self.skus as u64 + 1;
         for i in 0..self.skus as u64 {
-            let url = format!("{}/api/v1/skus/{}/restock", self.base, self.sku(i));
+            let url = format!("{}/api/v1/skus/{}/restock", self.base(0, 0), self.sku(i));
             let response = self
                 .http
                 .post(&url)
@@ -279,20 +295,20 @@ impl Bench {
         let placed = self
             .send(
                 self.http
-                    .post(format!("{}/api/v1/orders{wait}", self.base))
+                    .post(format!("{}/api/v1/orders{wait}", self.base(i, 0)))
                     .header("Idempotency-Key", format!("bench-{}-{i}", self.run))
                     .json(&body),
             )
             .await?;
         let id = placed["order_id"].as_str().ok_or("no_order_id")?.to_owned();
         if kind == Kind::Cancel {
-            self.send(self.http.post(format!("{}/api/v1/orders/{id}/cancel", self.base)))
+            self.send(self.http.post(format!("{}/api/v1/orders/{id}/cancel", self.base(i, 1))))
                 .await
                 .or_else(|e| if e == "http_409" { Ok(Value::Null) } else { Err(e) })?;
         } else if let Some(status) = terminal(&placed) {
             return Ok(status);
         }
-        let read = format!("{}/api/v1/orders/{id}?wait={ORDER_DEADLINE}", self.base);
+        let read = format!("{}/api/v1/orders/{id}?wait={ORDER_DEADLINE}", self.base(i, 1));
         let order = self.send(self.http.get(read)).await?;
         terminal(&order).ok_or_else(|| "not_ended".to_owned())
     }

@@ -166,7 +166,7 @@ pub fn render(status: &ClusterStatus) -> String {
     for c in &status.consumers {
         let _ = writeln!(
             out,
-            "  {:<34} pending {:>7}  ack pending {:>5}  pulling {:>2}  leader {}",
+            "  {:<40} pending {:>7}  ack pending {:>5}  pulling {:>2}  leader {}",
             format!("{}/{}", c.stream, c.name),
             c.pending,
             c.ack_pending,

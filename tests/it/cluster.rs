@@ -42,6 +42,7 @@ impl Rig {
                 ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
                 ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
                 ("ORDERFLOW_NODE__SHUTDOWN_TIMEOUT", "20s"),
+                ("ORDERFLOW_LOG", "warn,actors::shell=debug"),
             ];
             nodes.push(NodeProcess::start(&url, dir.path(), &settings).await);
             dirs.push(dir);
@@ -76,13 +77,11 @@ impl Rig {
 
     /// Waits until ORDERS holds `n` messages: the load is under way.
     async fn orders_hold(&self, n: u64) {
-        let stream = self.js.get_stream("ORDERS").await.expect("ORDERS");
-        eventually(&format!("ORDERS to hold {n} messages"), SAGA_DEADLINE, || {
-            let mut stream = stream.clone();
-            async move {
-                let info = stream.info().await.ok()?;
-                (info.state.messages >= n).then_some(())
-            }
+        // Requests may time out while a server is down or leaders move.
+        eventually(&format!("ORDERS to hold {n} messages"), SAGA_DEADLINE, || async {
+            let mut stream = self.js.get_stream("ORDERS").await.ok()?;
+            let info = stream.info().await.ok()?;
+            (info.state.messages >= n).then_some(())
         })
         .await;
     }
@@ -165,10 +164,8 @@ async fn sigkill_of_a_nats_node_mid_load_loses_nothing_and_it_catches_up() {
     let load = rig.load(&Mix::new(300, &["N1", "N2"]));
     rig.orders_hold(300).await;
     // The meta leader, to make it hard.
-    let leader = rig.cluster.jsz(0, "").await.expect("jsz")["meta_cluster"]["leader"]
-        .as_str()
-        .unwrap_or("n1")
-        .to_owned();
+    let jsz = eventually("the meta leader's name", SAGA_DEADLINE, || rig.cluster.jsz(0, "")).await;
+    let leader = jsz["meta_cluster"]["leader"].as_str().unwrap_or("n1").to_owned();
     let victim = (0..3).find(|&i| rig.cluster.name(i) == leader).unwrap_or(0);
     rig.cluster.kill(victim);
     rig.orders_hold(900).await;
@@ -178,8 +175,11 @@ async fn sigkill_of_a_nats_node_mid_load_loses_nothing_and_it_catches_up() {
     // The restarted member holds every stream up to its leader's last message.
     let mut leaders = std::collections::BTreeMap::new();
     for name in ["ORDERS", "PAYMENTS", "INVENTORY", "NOTIFICATIONS"] {
-        let mut stream = rig.js.get_stream(name).await.expect("the stream");
-        let last = stream.info().await.expect("stream info").state.last_sequence;
+        let last = eventually(&format!("{name}'s last sequence"), SAGA_DEADLINE, || async {
+            let mut stream = rig.js.get_stream(name).await.ok()?;
+            Some(stream.info().await.ok()?.state.last_sequence)
+        })
+        .await;
         leaders.insert(name.to_owned(), last);
     }
     eventually("the restarted member to catch up", SAGA_DEADLINE, || async {
@@ -211,6 +211,21 @@ async fn a_rolling_restart_under_load_loses_nothing_and_does_nothing_twice() {
     }
     let ids = load.await.expect("the load ran");
     rig.settles(&ids, 1).await;
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // A failed run keeps the nodes' logs for whoever investigates.
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!("orderflow-cluster-failure-{}", std::process::id()));
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for (i, node) in self.nodes.iter().enumerate() {
+                    let _ = std::fs::copy(node.log(), keep.join(format!("node{i}.log")));
+                }
+                eprintln!("node logs kept in {}", keep.display());
+            }
+        }
+    }
 }
 
 async fn restock(rig: &Rig, skus: &[&str], units: u64) {

@@ -136,7 +136,7 @@ async fn a_step_that_fails_twice_is_retried_with_the_backoff_and_completes_witho
     let order = app.ended(&id).await;
     assert_eq!(order["status"], "COMPLETED", "{order}");
     // Two failures, so two waits: the schedule's first and second steps
-    // (the 100 ms nak_delay alone would be done in a fifth of that).
+    // (the 100 ms nak_delay, doubling, would be done in a quarter of that).
     let waited = placed.elapsed();
     assert!(waited >= backoff[0] + backoff[1], "redelivered too early: {waited:?}");
     assert_eq!(

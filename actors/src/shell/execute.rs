@@ -75,7 +75,10 @@ impl<A: Aggregate> Cached<A> {
 
     /// Folds in whatever the journal holds after `last_seq`.
     pub async fn catch_up<J: Journal>(&mut self, journal: &J, entity: &EntityRef) -> Result<(), JournalError> {
-        for Journaled { seq, event } in journal.load::<A::Event>(entity, self.last_seq).await? {
+        let from = self.last_seq;
+        let records = journal.load::<A::Event>(entity, from).await?;
+        tracing::debug!(%entity, from, read = records.len(), seqs = ?records.iter().map(|j| j.seq).collect::<Vec<_>>(), "caught up");
+        for Journaled { seq, event } in records {
             self.state = A::evolve(std::mem::take(&mut self.state), &event);
             self.last_seq = seq;
             self.folded += 1;
