@@ -30,6 +30,9 @@ pub struct Record {
     pub message: StreamMessage,
 }
 
+/// How long a replay's ordered consumer may stay silent before the read fails.
+const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many messages of one journal are read by direct get before the
 /// rest is streamed (see [`NatsJournal::records`]).
 pub const DIRECT_GETS: usize = 16;
@@ -134,10 +137,27 @@ impl NatsJournal {
             return Ok(records);
         }
         let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        while let Some(message) = messages.next().await {
+        loop {
+            // A consumer that goes quiet mid-replay (its server went away)
+            // must not hang the actor: give up and let the input be retried.
+            let next_message = tokio::time::timeout(REPLAY_IDLE, messages.next())
+                .await
+                .map_err(|_| unavailable(&format!("no message for {REPLAY_IDLE:?} mid-replay")))?;
+            let Some(message) = next_message else { break };
             let message = message.map_err(|e| unavailable(&e))?;
             let info = message.info().map_err(|e| unavailable(&e))?;
             let (sequence, time, pending) = (info.stream_sequence, info.published, info.pending);
+            // An ordered consumer that async-nats re-creates before it
+            // delivered anything (a server went away) starts again from the
+            // stream's first message, not from `next`: skip what was read
+            // already, or the journal would be folded twice.
+            if sequence < next {
+                if pending == 0 {
+                    break;
+                }
+                continue;
+            }
+            next = sequence + 1;
             let message = message.message;
             records.push(Record::of(StreamMessage {
                 subject: message.subject,
