@@ -10,15 +10,20 @@
 #
 # The same members run in docker-compose.yml, and tests/support/cluster.rs
 # starts the same nats-cluster.conf on free ports for the cluster tests.
-# ORDERFLOW_CLUSTER_BASE_PORT shifts every port (default 0).
+# ORDERFLOW_CLUSTER_BASE_PORT shifts every port (default 0);
+# ORDERFLOW_CLUSTER_NODES=1|2|3 runs that many orderflow nodes (default 3),
+# e.g. to compare throughput:
+#   orderflow bench --url http://127.0.0.1:8080,http://127.0.0.1:8081 ...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 SHIFT="${ORDERFLOW_CLUSTER_BASE_PORT:-0}"
+NODES="${ORDERFLOW_CLUSTER_NODES:-3}"
 READY_TIMEOUT_SECS="${ORDERFLOW_NATS_READY_TIMEOUT:-30}"
 VAR="$ROOT/var/cluster"
+case "$NODES" in 1|2|3) ;; *) printf '[cluster] error: ORDERFLOW_CLUSTER_NODES must be 1, 2 or 3\n' >&2; exit 1 ;; esac
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -89,7 +94,8 @@ do
 done
 log "NATS cluster ready: $URLS"
 
-for i in 0 1 2; do
+APPS=$(seq 0 $((NODES - 1)))
+for i in $APPS; do
     port=$((8080 + SHIFT + i))
     log "starting orderflow node $((i + 1)) on http://127.0.0.1:$port (log $VAR/app$((i + 1)).log)"
     ORDERFLOW_NATS__URL="$URLS" ORDERFLOW_NATS__REPLICAS=3 \
@@ -97,12 +103,12 @@ for i in 0 1 2; do
         "$APP_BIN" serve </dev/null >>"$VAR/app$((i + 1)).log" 2>&1 &
     PIDS+=($!)
 done
-for i in 0 1 2; do
+for i in $APPS; do
     until http_ok "http://127.0.0.1:$((8080 + SHIFT + i))/readyz"; do
         ((SECONDS < deadline + 60)) || die "orderflow node $((i + 1)) not ready (see $VAR/app$((i + 1)).log)"
         sleep 0.2
     done
 done
-log "orderflow ready on http://127.0.0.1:$((8080 + SHIFT)), :$((8081 + SHIFT)), :$((8082 + SHIFT)); Ctrl-C stops all"
+log "$NODES orderflow node(s) ready from http://127.0.0.1:$((8080 + SHIFT)); Ctrl-C stops all"
 wait -n || true
 die "a process exited; see the logs in $VAR"

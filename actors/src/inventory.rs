@@ -1,7 +1,7 @@
 //! One SKU's stock: reserve, reject, release, restock; never negative, and
 //! every unit accounted for (available + reserved = everything restocked).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use schemas::inventory::InventoryEvent;
 use schemas::{OrderId, Quantity, Sku};
@@ -37,6 +37,10 @@ pub struct Stock {
     /// Every order this SKU answered, so a repeated request is answered the
     /// same way however late it comes (message-id dedup only spans minutes).
     pub orders: BTreeMap<OrderId, Settlement>,
+    /// Every restock applied, by id: a restock retried after the message-id
+    /// window, or a republished copy, adds nothing twice.
+    #[serde(default)]
+    pub restocks: BTreeSet<String>,
 }
 
 /// Everything that may be asked of a SKU.
@@ -83,6 +87,11 @@ impl Aggregate for Inventory {
 
     fn decide(stock: &Stock, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, InventoryRejection> {
         match command {
+            InventoryCommand::Restock {
+                sku,
+                quantity,
+                restock_id,
+            } if stock.restocks.contains(restock_id) => Ok(Vec::new()),
             InventoryCommand::Restock {
                 sku,
                 quantity,
@@ -156,9 +165,13 @@ impl Aggregate for Inventory {
 
     fn evolve(mut stock: Stock, event: &InventoryEvent) -> Stock {
         match event {
-            InventoryEvent::Restocked { quantity, .. } => {
+            InventoryEvent::Restocked { restock_id, .. } if stock.restocks.contains(restock_id) => {}
+            InventoryEvent::Restocked {
+                quantity, restock_id, ..
+            } => {
                 stock.available = stock.available.saturating_add(*quantity);
                 stock.restocked = stock.restocked.saturating_add(*quantity);
+                stock.restocks.insert(restock_id.clone());
             }
             // A republished copy of an answer already folded in changes
             // nothing, and neither does an answer after a withdrawal.
@@ -309,6 +322,29 @@ mod tests {
                 }
             ),
             Err(InventoryRejection::NoReservation(id))
+        );
+    }
+
+    #[test]
+    fn a_restock_counts_once_however_often_it_is_asked_or_copied() {
+        let sku = Sku::parse("R1").unwrap();
+        let restock = InventoryCommand::Restock {
+            sku,
+            quantity: 7,
+            restock_id: "key-1".into(),
+        };
+        let events = Inventory::decide(&Stock::default(), &restock).unwrap();
+        let stock = Inventory::replay(&events);
+        assert_eq!(
+            Inventory::decide(&stock, &restock).unwrap(),
+            Vec::new(),
+            "a retry adds nothing"
+        );
+        let copied = Inventory::evolve(stock.clone(), &events[0]);
+        assert_eq!(
+            (copied.available, copied.restocked),
+            (7, 7),
+            "a republished copy adds nothing"
         );
     }
 }
