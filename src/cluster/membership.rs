@@ -56,7 +56,7 @@ pub fn bucket_config(replicas: usize) -> kv::Config {
         description: "orderflow: live nodes (each refreshes its key; silent ones age out)".to_owned(),
         history: 1,
         max_age: EXPIRY,
-        storage: async_nats::jetstream::stream::StorageType::Memory,
+        storage: async_nats::jetstream::stream::StorageType::File,
         num_replicas: replicas,
         ..Default::default()
     }

@@ -14,15 +14,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready: connected to NATS, every stream present, the snapshot store open.
+/// Ready: connected to NATS, every stream and key-value bucket present, the
+/// snapshot store open.
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Problem> {
     let state = app.client.connection_state();
     if state != async_nats::connection::State::Connected {
         return Err(not_ready(format!("NATS connection is {state:?}")));
     }
-    for stream in topology::streams(&app.config) {
+    // A bucket is the stream `KV_<bucket>` underneath.
+    let buckets = topology::buckets(&app.config)
+        .into_iter()
+        .map(|b| format!("KV_{}", b.bucket));
+    for name in topology::streams(&app.config)
+        .into_iter()
+        .map(|s| s.name)
+        .chain(buckets)
+    {
         // `get_stream` asks the server; a handle alone would prove nothing.
-        let name = stream.name;
         match tokio::time::timeout(PROBE_TIMEOUT, app.js.get_stream(&name)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(not_ready(format!("stream {name}: {e}"))),
@@ -34,7 +42,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Problem>
     }
     Ok(Json(json!({
         "status": "ready",
-        "checks": { "nats": "connected", "streams": "present", "snapshots": "open" },
+        "checks": { "nats": "connected", "streams": "present", "buckets": "present", "snapshots": "open" },
     })))
 }
 

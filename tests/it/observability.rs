@@ -242,6 +242,20 @@ async fn readiness_follows_the_broker_down_and_back() {
     let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(send(app.http.get(&ready)).await.0, StatusCode::OK);
+    // So is a missing key-value bucket.
+    app.js.delete_key_value("ORDERFLOW_NODES").await.expect("deleted");
+    let (status, problem) = send(app.http.get(&ready)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("KV_ORDERFLOW_NODES"),
+        "{problem}"
+    );
+    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(send(app.http.get(&ready)).await.0, StatusCode::OK);
     // And the node works again.
     app.restock("SKU-1", 1).await;
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
