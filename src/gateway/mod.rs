@@ -31,6 +31,12 @@ impl PaymentProvider {
         })
     }
 
+    /// True when a circuit breaker guards the provider: its failures are
+    /// waited out (up to `gateway.wait_deadline`) rather than dead-lettered.
+    pub fn has_breaker(&self) -> bool {
+        matches!(self, Self::Http(_))
+    }
+
     /// Why charges should wait rather than call now, if they should.
     pub fn circuit_open(&self) -> Option<String> {
         match self {

@@ -97,6 +97,44 @@ impl Route {
         }
     }
 
+    /// How long ago the payment request `message` was stored.
+    fn waited(message: &Message) -> Duration {
+        message
+            .info()
+            .ok()
+            .and_then(|i| SystemTime::now().duration_since(SystemTime::from(i.published)).ok())
+            .unwrap_or_default()
+    }
+
+    /// Gives the charge up, so the order fails with the reason instead of waiting for ever.
+    async fn abandon(&self, order_id: OrderId, why: &str, cause: Cause) -> Result<(), Failure> {
+        let reason = format!(
+            "payment provider unavailable for over {} ({why})",
+            humantime::format_duration(self.wait.deadline)
+        );
+        let payment = EntityRef::payment(order_id);
+        let abandon = PaymentIntent::Abandon { order_id, reason };
+        settled(&payment, self.actors.payments.execute(&payment, abandon, cause).await).map(drop)
+    }
+
+    /// A charge failed at a provider behind a breaker: try again when the
+    /// breaker would next let a call through, or give up past the deadline.
+    async fn provider_failed(
+        &self,
+        order_id: OrderId,
+        reason: String,
+        message: &Message,
+        cause: Cause,
+    ) -> Result<(), Failure> {
+        if Self::waited(message) >= self.wait.deadline {
+            return self.abandon(order_id, &format!("last error: {reason}"), cause).await;
+        }
+        Err(Failure::Wait {
+            reason,
+            retry_in: self.wait.recheck,
+        })
+    }
+
     /// The breaker is open: journal (once) that the charge waits and ask
     /// again later, or give the charge up past the deadline, so the order
     /// fails with the reason instead of waiting for ever.
@@ -107,20 +145,11 @@ impl Route {
         message: &Message,
         cause: Cause,
     ) -> Result<(), Failure> {
-        let requested = message.info().ok().map(|i| SystemTime::from(i.published));
-        let waited = requested
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
+        if Self::waited(message) >= self.wait.deadline {
+            return self.abandon(order_id, "circuit breaker open", cause).await;
+        }
         let payment = EntityRef::payment(order_id);
         let payments = &self.actors.payments;
-        if waited >= self.wait.deadline {
-            let reason = format!(
-                "payment provider unavailable for over {} (circuit breaker open)",
-                humantime::format_duration(self.wait.deadline)
-            );
-            let abandon = PaymentIntent::Abandon { order_id, reason };
-            return settled(&payment, payments.execute(&payment, abandon, cause).await).map(drop);
-        }
         let wait = PaymentIntent::Wait {
             order_id,
             reason: reason.clone(),
@@ -313,8 +342,16 @@ impl Handler for Route {
                     OrderEvent::Compensating { refund: Some(_), .. } => PaymentIntent::Refund { order_id },
                     _ => return Ok(()),
                 };
+                let charge = matches!(intent, PaymentIntent::Charge { .. });
                 let payment = EntityRef::payment(order_id);
-                settled(&payment, a.payments.execute(&payment, intent, cause).await).map(drop)
+                match settled(&payment, a.payments.execute(&payment, intent, cause.clone()).await) {
+                    // A provider behind a breaker is waited for, up to the
+                    // deadline, whatever state the breaker is in when it fails.
+                    Err(Failure::Transient(reason)) if charge && a.gateway.has_breaker() => {
+                        self.provider_failed(order_id, reason, message, cause).await
+                    }
+                    other => other.map(drop),
+                }
             }
             Input::StockRequests => {
                 let (entity, event) = read::<OrderEvent>(message)?;
