@@ -16,7 +16,7 @@ use super::views::{self, SkuView};
 use super::{decide_and_append, AppState};
 
 /// The body of `POST /api/v1/skus/{sku}/restock`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestockBody {
     /// Units to add.
