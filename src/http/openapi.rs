@@ -187,8 +187,5 @@ const DOCS_PAGE: &str = include_str!("openapi/docs.html");
     responses((status = 200, description = "A browsable page of this document; works offline", body = String, content_type = "text/html"))
 )]
 pub async fn docs() -> impl IntoResponse {
-    (
-        [(header::CACHE_CONTROL, "no-cache")],
-        Html(DOCS_PAGE),
-    )
+    ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_PAGE))
 }

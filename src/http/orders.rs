@@ -178,8 +178,7 @@ pub async fn place_one(
 ) -> Result<(StatusCode, OrderId), Problem> {
     let (order_id, command) = parse_body(body, key)?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let (executed, order) =
-        decide_and_append::<OrderSaga>(app, &EntityRef::order(order_id), &command, headers).await?;
+    let (executed, order) = decide_and_append::<OrderSaga>(app, &EntityRef::order(order_id), &command, headers).await?;
     match executed {
         Executed::Appended(_) => Ok((StatusCode::CREATED, order_id)),
         Executed::Rejected(OrderRejection::AlreadyPlaced) => {

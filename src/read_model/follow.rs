@@ -88,10 +88,12 @@ impl OrderReadModel {
         let time_ms = SystemTime::from(info.published)
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let order = EntityRef::parse_subject(&message.subject)
-            .and_then(|(entity, _)| OrderId::parse(&entity.id).ok());
+        let order = EntityRef::parse_subject(&message.subject).and_then(|(entity, _)| OrderId::parse(&entity.id).ok());
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        match (order, envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload)) {
+        match (
+            order,
+            envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload),
+        ) {
             (Some(order), Ok(event)) => index.apply(seq, time_ms, order, &event),
             // The order consumer dead-letters such messages; here it is only skipped.
             (_, Err(e)) => {

@@ -9,7 +9,6 @@ use crate::http::skus::RestockBody;
 
 use super::{OrderViewDoc, SkuViewDoc};
 
-
 /// `orders::place`.
 #[utoipa::path(
     post,
