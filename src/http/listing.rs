@@ -2,13 +2,14 @@
 //! newest first, a page at a time, from this node's order index (eventually
 //! consistent; the response says how far the index has caught up).
 
+use std::time::SystemTime;
+
 use axum::extract::{Query, State};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use schemas::{CustomerId, OrderId};
 use serde::{Deserialize, Serialize};
-use std::time::SystemTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{MoneyDoc, OrderStatusDoc};
@@ -28,10 +29,13 @@ pub struct ListQuery {
     #[param(value_type = Option<OrderStatusDoc>)]
     pub status: Option<String>,
     /// Only this customer's orders.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub customer_id: Option<String>,
     /// Placed at or after this instant (RFC 3339, e.g. `2026-01-31T12:00:00Z`).
+    #[param(format = DateTime)]
     pub created_from: Option<String>,
     /// Placed before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub created_to: Option<String>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,

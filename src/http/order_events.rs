@@ -114,7 +114,7 @@ fn status_event(change: &StatusChange) -> Event {
     get,
     path = "/api/v1/orders/{id}/events",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
     responses(
         (status = 200, description = "`text/event-stream`: a `status` event (data: StatusChange) for the current status and each change after it; ends after a terminal one. Comment lines keep the connection alive.", body = StatusChange, content_type = "text/event-stream"),
         (status = 404, description = "No such order (`not-found`)", body = Problem, content_type = "application/problem+json"),

@@ -29,13 +29,17 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
     /// Who orders.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub customer_id: String,
     /// What.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemBody>,
     /// ISO 4217; EUR if absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// A tokenised payment method (`tok_decline` always declines).
+    #[schema(min_length = 1, max_length = 128)]
     pub payment_method: String,
 }
 
@@ -44,10 +48,13 @@ pub struct PlaceOrderBody {
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
     /// Which SKU.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub sku: String,
     /// How many.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: u32,
     /// Price of one, in minor units.
+    #[schema(maximum = 100000000)]
     pub unit_price: u64,
 }
 

@@ -20,6 +20,7 @@ use super::{decide_and_append, AppState};
 #[serde(deny_unknown_fields)]
 pub struct RestockBody {
     /// Units to add.
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub quantity: u64,
 }
 

@@ -354,7 +354,10 @@ async fn schemathesis_finds_no_server_error_and_no_response_against_the_document
     let app = TestApp::spawn().await;
     app.restock("SKU-1", 100).await;
     let python = std::env::var("ORDERFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
+    // Its caches and reports go to a directory of its own, not the repository.
+    let scratch = tempfile::tempdir().expect("a scratch directory");
     let output = tokio::process::Command::new(python)
+        .current_dir(scratch.path())
         .args(["-m", "schemathesis.cli", "run"])
         .arg(app.url("/openapi.json"))
         .args([

@@ -134,6 +134,7 @@ where
         };
         let mut appended = Vec::with_capacity(events.len());
         let mut stale = false;
+        let mut duplicate = false;
         for event in events {
             match journal.append(entity, cache.last_seq, &event, cause).await {
                 Ok(a) if !a.duplicate => {
@@ -144,7 +145,12 @@ where
                 }
                 // A duplicate means our copy is behind the journal: the
                 // event was stored before, by us or by a twin.
-                Ok(_) | Err(JournalError::Conflict) => {
+                Ok(_) => {
+                    stale = true;
+                    duplicate = true;
+                    break;
+                }
+                Err(JournalError::Conflict) => {
                     stale = true;
                     break;
                 }
@@ -155,8 +161,16 @@ where
             cache.loaded = true;
             return Ok(Executed::Appended(appended));
         }
+        let before = cache.last_seq;
         cache.catch_up(journal, entity).await?;
         fresh = true;
+        if duplicate && cache.last_seq == before {
+            // The journal is current and already holds this event (its id
+            // names the entity): deciding again would repeat it forever, as a
+            // restock retried under its key with another quantity did.
+            cache.loaded = true;
+            return Ok(Executed::Appended(appended));
+        }
         if !appended.is_empty() {
             // Part of the decision landed; the rest is re-decided from the
             // reloaded state, which knows what is still missing.

@@ -37,7 +37,7 @@ fn place_order() {}
     path = "/api/v1/orders/{id}",
     tag = "orders",
     params(
-        ("id" = String, Path, description = "The order's id (a UUID)"),
+        ("id" = String, Path, format = Uuid, description = "The order's id"),
         ("wait" = Option<String>, Query, description = "Hold the answer until the order ends or this long"),
     ),
     responses(
@@ -55,7 +55,7 @@ fn get_order() {}
     path = "/api/v1/orders/{id}/cancel",
     tag = "orders",
     params(
-        ("id" = String, Path, description = "The order's id (a UUID)"),
+        ("id" = String, Path, format = Uuid, description = "The order's id"),
         ("wait" = Option<String>, Query, description = "Hold the answer until the order ends or this long"),
     ),
     request_body(content = Object, description = "Optional: `{\"reason\": \"...\"}` (at most 500 characters)"),
@@ -76,7 +76,7 @@ fn cancel_order() {}
     get,
     path = "/api/v1/orders/{id}/notifications",
     tag = "notifications",
-    params(("id" = String, Path, description = "The order's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
     responses(
         (status = 200, description = "The order's notifications", body = Object),
         (status = 422, description = "Bad id (`invalid-request`)", body = Problem, content_type = "application/problem+json"),
@@ -91,7 +91,7 @@ fn order_notifications() {}
     path = "/api/v1/orders/{id}/notifications/{notification_id}/read",
     tag = "notifications",
     params(
-        ("id" = String, Path, description = "The order's id (a UUID)"),
+        ("id" = String, Path, format = Uuid, description = "The order's id"),
         ("notification_id" = String, Path, description = "The notification's id"),
     ),
     responses(
@@ -109,7 +109,7 @@ fn mark_notification_read() {}
     path = "/api/v1/customers/{customer_id}/notifications",
     tag = "notifications",
     params(
-        ("customer_id" = String, Path, description = "The customer"),
+        ("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The customer"),
         ("limit" = Option<String>, Query, description = "At most this many orders' notifications"),
     ),
     responses(
@@ -125,7 +125,7 @@ fn customer_notifications() {}
     get,
     path = "/api/v1/customers/{customer_id}/notification-preferences",
     tag = "notifications",
-    params(("customer_id" = String, Path, description = "The customer")),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The customer")),
     responses(
         (status = 200, description = "The customer's preferences", body = Object),
         (status = 404, description = "None set; the defaults apply (`not-found`)", body = Problem, content_type = "application/problem+json"),
@@ -140,7 +140,7 @@ fn get_notification_preferences() {}
     put,
     path = "/api/v1/customers/{customer_id}/notification-preferences",
     tag = "notifications",
-    params(("customer_id" = String, Path, description = "The customer")),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The customer")),
     request_body(content = Object, description = "Channels in order of preference, with their addresses"),
     responses(
         (status = 200, description = "Stored", body = Object),
@@ -156,7 +156,7 @@ fn put_notification_preferences() {}
     get,
     path = "/api/v1/skus/{sku}",
     tag = "skus",
-    params(("sku" = String, Path, description = "The SKU")),
+    params(("sku" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The SKU")),
     responses(
         (status = 200, description = "Its stock", body = SkuViewDoc),
         (status = 404, description = "Nothing ever happened to it (`not-found`)", body = Problem, content_type = "application/problem+json"),
@@ -173,7 +173,7 @@ fn get_sku() {}
     tag = "skus",
     request_body = RestockBody,
     params(
-        ("sku" = String, Path, description = "The SKU"),
+        ("sku" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The SKU"),
         ("Idempotency-Key" = Option<String>, Header, description = "A retried request adds the units once"),
     ),
     responses(
@@ -208,7 +208,7 @@ fn list_dead_letters() {}
     get,
     path = "/api/v1/admin/dead-letters/{id}",
     tag = "admin",
-    params(("id" = String, Path, description = "The dead letter's id")),
+    params(("id" = u64, Path, description = "The dead letter's id")),
     responses(
         (status = 200, description = "The dead letter and its message", body = Object),
         (status = 404, description = "No such dead letter (`not-found`)", body = Problem, content_type = "application/problem+json"),
@@ -223,7 +223,7 @@ fn show_dead_letter() {}
     post,
     path = "/api/v1/admin/dead-letters/{id}/replay",
     tag = "admin",
-    params(("id" = String, Path, description = "The dead letter's id")),
+    params(("id" = u64, Path, description = "The dead letter's id")),
     request_body(content = Object, description = "Optional: `{\"by\": \"who\"}`"),
     responses(
         (status = 200, description = "Replayed", body = Object),
@@ -241,7 +241,7 @@ fn replay_dead_letter() {}
     post,
     path = "/api/v1/admin/dead-letters/{id}/discard",
     tag = "admin",
-    params(("id" = String, Path, description = "The dead letter's id")),
+    params(("id" = u64, Path, description = "The dead letter's id")),
     request_body(content = Object, description = "`{\"reason\": \"why\", \"by\": \"who\"}`"),
     responses(
         (status = 200, description = "Discarded", body = Object),
