@@ -135,6 +135,7 @@ where
         let mut appended = Vec::with_capacity(events.len());
         let mut stale = false;
         let mut duplicate = false;
+        let single = events.len() == 1;
         for event in events {
             match journal.append(entity, cache.last_seq, &event, cause).await {
                 Ok(a) if !a.duplicate => {
@@ -164,12 +165,14 @@ where
         let before = cache.last_seq;
         cache.catch_up(journal, entity).await?;
         fresh = true;
-        if duplicate && cache.last_seq == before {
-            // The journal is current and already holds this event (its id
-            // names the entity): deciding again would repeat it forever, as a
-            // restock retried under its key with another quantity did.
+        if duplicate && single && cache.last_seq == before {
+            // The server holds this decision's only event (its id names the
+            // entity) and the journal shows nothing newer: deciding again
+            // would repeat it forever, as a restock retried under its key with
+            // another quantity did. A longer decision is re-decided as before,
+            // so no event after the duplicate can be skipped.
             cache.loaded = true;
-            return Ok(Executed::Appended(appended));
+            return Ok(Executed::Appended(Vec::new()));
         }
         if !appended.is_empty() {
             // Part of the decision landed; the rest is re-decided from the
