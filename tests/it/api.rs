@@ -178,6 +178,18 @@ async fn bulk_places_each_order_with_a_result_per_item_and_once_per_key() {
     let (status, problem) = send(app.http.post(app.url("/orders/bulk")).json(&json!({ "orders": [] }))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "orders");
+
+    // A method the route does not answer is a problem too.
+    let response = app
+        .http
+        .get(app.url("/orders/bulk"))
+        .send()
+        .await
+        .expect("the node answers");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(problem["code"], "method-not-allowed");
 }
 
 /// Reads Server-Sent Events until the server ends the stream; returns each event's (name, data).
@@ -318,6 +330,7 @@ async fn the_openapi_document_lists_every_route_and_the_docs_page_is_self_contai
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
         let (_, body) = send(app.http.request(method.clone(), format!("{}{concrete}", app.base))).await;
         assert_ne!(body["detail"], "no such resource", "{method} {concrete} is not routed");
+        assert_ne!(body["code"], "method-not-allowed", "{method} {concrete} is not routed");
     }
     // Every error response is a problem.
     let problem_ref = json!({ "$ref": "#/components/schemas/Problem" });
