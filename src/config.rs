@@ -154,6 +154,10 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The most orders one `POST /api/v1/orders/bulk` may place.
+    pub bulk_max: usize,
+    /// The largest `limit` a page of `GET /api/v1/orders` may ask for.
+    pub list_max_limit: usize,
 }
 
 /// The durable consumers that feed the actors.
@@ -281,6 +285,8 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_wait: Duration::from_secs(30),
             body_limit: 64 * 1024,
+            bulk_max: 100,
+            list_max_limit: 500,
         }
     }
 }

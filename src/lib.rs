@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod node;
 pub mod notify;
+pub mod read_model;
 pub mod saga;
 pub mod store;
 pub mod telemetry;

@@ -60,6 +60,8 @@ impl Node {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = saga::spawn_inboxes(&js, &actors, &journal, &config, &stopped);
         tasks.spawn(notify.customers.clone().follow(js.clone(), stopped.clone()));
+        let orders = crate::read_model::follow::OrderReadModel::default();
+        tasks.spawn(orders.clone().follow(js.clone(), stopped.clone()));
 
         let listener = TcpListener::bind(config.http.addr)
             .await
@@ -78,6 +80,7 @@ impl Node {
             client,
             dead_letters: DeadLetters::new(js.clone()),
             notify,
+            orders,
             snapshots: snapshots.clone(),
             js,
             metrics,

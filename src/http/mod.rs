@@ -1,9 +1,13 @@
 //! The HTTP facade under `/api/v1`, plus health endpoints.
 
+pub mod bulk;
 pub mod dead_letters;
 pub mod health;
+pub mod listing;
 pub mod notifications;
 pub mod observe;
+pub mod openapi;
+pub mod order_events;
 pub mod orders;
 pub mod problem;
 pub mod skus;
@@ -43,6 +47,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Notification preferences and the customer index.
     pub notify: crate::notify::NotifySetup,
+    /// This node's order index, for listing.
+    pub orders: crate::read_model::follow::OrderReadModel,
 }
 
 /// Decides `command` against the entity's journal and appends the result
@@ -74,7 +80,11 @@ where
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.body_limit;
     Router::new()
-        .route("/api/v1/orders", post(orders::place))
+        .route("/api/v1/orders", post(orders::place).get(listing::list))
+        .route("/api/v1/orders/bulk", post(bulk::place_bulk))
+        .route("/api/v1/orders/{id}/events", get(order_events::watch))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/docs", get(openapi::docs))
         .route("/api/v1/orders/{id}", get(orders::get))
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/api/v1/orders/{id}/notifications", get(notifications::of_order))
@@ -100,6 +110,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { Problem::not_found("no such resource") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this resource does not answer that method (see /api/v1/openapi.json)",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .route_layer(axum::middleware::from_fn(observe::observe))

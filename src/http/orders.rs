@@ -25,29 +25,36 @@ use super::{decide_and_append, AppState};
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The body of `POST /api/v1/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
     /// Who orders.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub customer_id: String,
     /// What.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemBody>,
     /// ISO 4217; EUR if absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// A tokenised payment method (`tok_decline` always declines).
+    #[schema(min_length = 1, max_length = 128)]
     pub payment_method: String,
 }
 
 /// One item of [`PlaceOrderBody`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
     /// Which SKU.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub sku: String,
     /// How many.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: u32,
     /// Price of one, in minor units.
+    #[schema(maximum = 100000000)]
     pub unit_price: u64,
 }
 
@@ -123,7 +130,8 @@ fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<(OrderId, Order
     ))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+/// The request's `Idempotency-Key`, if it has a valid one.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -161,12 +169,25 @@ pub async fn place(
 ) -> Result<Response, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
-    let (order_id, command) = parse_body(parse_json(&body)?, key)?;
+    let (status, order_id) = place_one(&app, parse_json(&body)?, key, &headers).await?;
+    let view = read(&app, order_id, wait).await?;
+    Ok((status, [("location", format!("/api/v1/orders/{order_id}"))], Json(view)).into_response())
+}
+
+/// Validates and places one order, as `POST /api/v1/orders` and each item of
+/// a bulk placement do: 201 and the new order's id, or 200 and the id an
+/// `Idempotency-Key` already created, or the problem.
+pub async fn place_one(
+    app: &AppState,
+    body: PlaceOrderBody,
+    key: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(StatusCode, OrderId), Problem> {
+    let (order_id, command) = parse_body(body, key)?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let (executed, order) =
-        decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers).await?;
-    let status = match executed {
-        Executed::Appended(_) => StatusCode::CREATED,
+    let (executed, order) = decide_and_append::<OrderSaga>(app, &EntityRef::order(order_id), &command, headers).await?;
+    match executed {
+        Executed::Appended(_) => Ok((StatusCode::CREATED, order_id)),
         Executed::Rejected(OrderRejection::AlreadyPlaced) => {
             if !same_request(&order, &command) {
                 return Err(Problem::new(
@@ -176,15 +197,11 @@ pub async fn place(
                     format!("key already placed order {order_id} with a different request"),
                 ));
             }
-            StatusCode::OK
+            Ok((StatusCode::OK, order_id))
         }
-        Executed::Rejected(OrderRejection::Invalid { field, reason }) => {
-            return Err(Problem::invalid_field(field, reason));
-        }
-        Executed::Rejected(other) => return Err(Problem::unavailable(other.to_string())),
-    };
-    let view = read(&app, order_id, wait).await?;
-    Ok((status, [("location", format!("/api/v1/orders/{order_id}"))], Json(view)).into_response())
+        Executed::Rejected(OrderRejection::Invalid { field, reason }) => Err(Problem::invalid_field(field, reason)),
+        Executed::Rejected(other) => Err(Problem::unavailable(other.to_string())),
+    }
 }
 
 /// Whether the order already placed under a key is what this request asks.

@@ -4,9 +4,10 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One field that was refused, named by its JSON path (`items[1].sku`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldError {
     /// Where in the body, header or path.
     pub field: String,
@@ -15,7 +16,7 @@ pub struct FieldError {
 }
 
 /// An `application/problem+json` response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem; `urn:orderflow:problem:<code>`.
     #[serde(rename = "type")]

@@ -16,10 +16,11 @@ use super::views::{self, SkuView};
 use super::{decide_and_append, AppState};
 
 /// The body of `POST /api/v1/skus/{sku}/restock`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestockBody {
     /// Units to add.
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub quantity: u64,
 }
 

@@ -53,3 +53,23 @@ async fn a_reused_key_with_another_request_is_refused() {
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["code"], "idempotency-key-reused");
 }
+
+/// Found by schemathesis: a restock retried under its key, even with another
+/// quantity, adds once and answers 200 (it used to lose "races" against its
+/// own first copy until 503).
+#[tokio::test]
+async fn a_restock_retried_under_its_key_adds_once() {
+    let app = TestApp::spawn().await;
+    let restock = |quantity: u64| {
+        app.http
+            .post(app.url("/skus/SKU-9/restock"))
+            .header("Idempotency-Key", "delivery-1")
+            .json(&serde_json::json!({ "quantity": quantity }))
+    };
+    for quantity in [5, 5, 7] {
+        let (status, body) = crate::support::send(restock(quantity)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["available"], 5, "{body}");
+    }
+    assert_eq!(app.stored("INVENTORY", "inventory.SKU-9.*").await.len(), 1);
+}

@@ -137,6 +137,8 @@ where
         };
         let mut appended = Vec::with_capacity(events.len());
         let mut stale = false;
+        let mut duplicate = false;
+        let single = events.len() == 1;
         for event in events {
             match journal.append(entity, cache.last_seq, &event, cause).await {
                 Ok(a) if !a.duplicate => {
@@ -147,7 +149,12 @@ where
                 }
                 // A duplicate means our copy is behind the journal: the
                 // event was stored before, by us or by a twin.
-                Ok(_) | Err(JournalError::Conflict) => {
+                Ok(_) => {
+                    stale = true;
+                    duplicate = true;
+                    break;
+                }
+                Err(JournalError::Conflict) => {
                     stale = true;
                     break;
                 }
@@ -158,8 +165,18 @@ where
             cache.loaded = true;
             return Ok(Executed::Appended(appended));
         }
+        let before = cache.last_seq;
         cache.catch_up(journal, entity).await?;
         fresh = true;
+        if duplicate && single && cache.last_seq == before {
+            // The server holds this decision's only event (its id names the
+            // entity) and the journal shows nothing newer: deciding again
+            // would repeat it forever, as a restock retried under its key with
+            // another quantity did. A longer decision is re-decided as before,
+            // so no event after the duplicate can be skipped.
+            cache.loaded = true;
+            return Ok(Executed::Appended(Vec::new()));
+        }
         if !appended.is_empty() {
             // Part of the decision landed; the rest is re-decided from the
             // reloaded state, which knows what is still missing.

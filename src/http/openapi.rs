@@ -1,0 +1,191 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and
+//! a docs page that renders it offline (`/api/v1/docs`: one HTML file with
+//! inline script and style, nothing fetched from elsewhere).
+
+mod existing;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::problem::{FieldError, Problem};
+use super::{bulk, listing, order_events, orders, skus};
+
+/// The document: every route the router serves.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "orderflow",
+        description = "Order-processing saga engine. Every error is `application/problem+json` (RFC 9457) with a stable `code`."
+    ),
+    paths(
+        existing::place_order,
+        listing::list,
+        bulk::place_bulk,
+        existing::get_order,
+        existing::cancel_order,
+        order_events::watch,
+        existing::order_notifications,
+        existing::mark_notification_read,
+        existing::customer_notifications,
+        existing::get_notification_preferences,
+        existing::put_notification_preferences,
+        existing::get_sku,
+        existing::restock_sku,
+        existing::list_dead_letters,
+        existing::show_dead_letter,
+        existing::replay_dead_letter,
+        existing::discard_dead_letter,
+        existing::healthz,
+        existing::metrics,
+        existing::readyz,
+        openapi_json,
+        docs,
+    ),
+    components(schemas(
+        Problem,
+        FieldError,
+        OrderStatusDoc,
+        MoneyDoc,
+        LineDoc,
+        HistoryEntryDoc,
+        OrderViewDoc,
+        SkuViewDoc,
+        orders::PlaceOrderBody,
+        orders::ItemBody,
+        skus::RestockBody,
+        listing::OrderList,
+        listing::OrderSummary,
+        listing::ProjectionLag,
+        bulk::BulkBody,
+        bulk::BulkResult,
+        bulk::BulkItemResult,
+        order_events::StatusChange,
+    )),
+    tags(
+        (name = "orders", description = "Place, list, read, watch and cancel orders"),
+        (name = "notifications", description = "What customers were told, and how they want to be told"),
+        (name = "skus", description = "Stock"),
+        (name = "admin", description = "Dead letters, for operators"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Where an order stands (as `actors::order::OrderStatus` serializes).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OrderStatus)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)] // Documentation only: the real type lives in the actors crate.
+pub enum OrderStatusDoc {
+    Pending,
+    PaymentAuthorized,
+    StockReserved,
+    Compensating,
+    AttentionRequired,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// An amount in minor units of a currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Money)]
+pub struct MoneyDoc {
+    /// Minor units, e.g. cents.
+    pub minor: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Line)]
+pub struct LineDoc {
+    /// Which SKU.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+    /// Price of one, in minor units.
+    pub unit_price: u64,
+}
+
+/// One event of an order's history.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HistoryEntry)]
+pub struct HistoryEntryDoc {
+    /// Stream sequence.
+    pub seq: u64,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it was stored (RFC 3339).
+    pub at: String,
+    /// The event itself, as journaled.
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+}
+
+/// An order as the API shows it (`views::OrderView`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Order)]
+pub struct OrderViewDoc {
+    /// Its id.
+    #[schema(format = Uuid)]
+    pub order_id: String,
+    /// Who placed it.
+    pub customer_id: String,
+    /// Where it stands.
+    pub status: OrderStatusDoc,
+    /// Why it failed or was cancelled, or why it needs attention.
+    pub reason: Option<String>,
+    /// Why it waits for an outside party.
+    pub waiting: Option<String>,
+    /// What was ordered.
+    pub items: Vec<LineDoc>,
+    /// The total.
+    pub amount: MoneyDoc,
+    /// Every event, oldest first.
+    pub history: Vec<HistoryEntryDoc>,
+}
+
+/// A SKU's stock (`views::SkuView`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Sku)]
+pub struct SkuViewDoc {
+    /// Which SKU.
+    pub sku: String,
+    /// Units free to reserve.
+    pub available: u64,
+    /// Units held by orders (including sold ones).
+    pub reserved: u64,
+    /// Units ever restocked.
+    pub restocked: u64,
+}
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// The docs page: self-contained, it renders `/api/v1/openapi.json`.
+const DOCS_PAGE: &str = include_str!("openapi/docs.html");
+
+/// `GET /api/v1/docs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/docs",
+    tag = "operations",
+    responses((status = 200, description = "A browsable page of this document; works offline", body = String, content_type = "text/html"))
+)]
+pub async fn docs() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_PAGE))
+}

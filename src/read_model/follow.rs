@@ -1,0 +1,114 @@
+//! The projection consumer every node runs for itself: an ordered consumer
+//! over ORDERS from the first message, folding each event into the node's
+//! [`OrderIndex`]. It lags the journal a little; the lag is shown, not hidden.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use futures::StreamExt;
+use metrics::{describe_gauge, gauge};
+use schemas::order::OrderEvent;
+use schemas::subjects::{EntityKind, EntityRef};
+use schemas::OrderId;
+use tokio::sync::watch;
+
+use super::orders::OrderIndex;
+use crate::bus::envelope;
+
+/// How long to wait before re-creating a consumer that could not be created.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The node's order index and the consumer that keeps it.
+#[derive(Clone, Default)]
+pub struct OrderReadModel {
+    index: Arc<RwLock<OrderIndex>>,
+}
+
+impl OrderReadModel {
+    /// Reads the index as it stands.
+    pub fn read(&self) -> RwLockReadGuard<'_, OrderIndex> {
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Follows ORDERS from its start until `stop` turns true.
+    pub async fn follow(self, js: async_nats::jetstream::Context, mut stop: watch::Receiver<bool>) {
+        describe_gauge!(
+            "orderflow_read_model_applied_seq",
+            "Last ORDERS sequence folded into this node's order index"
+        );
+        describe_gauge!(
+            "orderflow_read_model_pending",
+            "ORDERS messages not yet folded into this node's order index (its lag)"
+        );
+        let kind = EntityKind::Order;
+        while !*stop.borrow() {
+            let consumer = async {
+                let stream = js.get_stream_no_info(kind.stream()).await?;
+                let config = pull::OrderedConfig {
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                };
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    stream.create_consumer(config).await?.messages().await?,
+                )
+            };
+            let mut messages = match consumer.await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "order index: cannot read ORDERS; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_DELAY) => continue,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            // Rebuilt from the start: whatever was folded before is replaced.
+            *self.index.write().unwrap_or_else(|p| p.into_inner()) = OrderIndex::default();
+            loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    _ = stop.changed() => return,
+                };
+                match next {
+                    Some(Ok(message)) => self.fold(&message),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "order index: reading interrupted; rebuilding");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn fold(&self, message: &async_nats::jetstream::Message) {
+        let Ok(info) = message.info() else { return };
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        let time_ms = SystemTime::from(info.published)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let order = EntityRef::parse_subject(&message.subject).and_then(|(entity, _)| OrderId::parse(&entity.id).ok());
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        match (
+            order,
+            envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload),
+        ) {
+            (Some(order), Ok(event)) => index.apply(seq, time_ms, order, &event),
+            // The order consumer dead-letters such messages; here it is only skipped.
+            (_, Err(e)) => {
+                tracing::debug!(subject = %message.subject, error = %e, "order index: unreadable event skipped");
+                index.skip(seq);
+            }
+            (None, Ok(_)) => index.skip(seq),
+        }
+        gauge!("orderflow_read_model_applied_seq").set(seq as f64);
+        gauge!("orderflow_read_model_pending").set(pending as f64);
+    }
+}
+
+/// The last sequence ORDERS holds, asked of the server.
+pub async fn stream_last_seq(js: &async_nats::jetstream::Context) -> Result<u64, async_nats::Error> {
+    let stream = js.get_stream(EntityKind::Order.stream()).await?;
+    Ok(stream.cached_info().state.last_sequence)
+}
