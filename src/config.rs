@@ -34,6 +34,80 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// Telling customers how their orders ended.
     pub notifications: NotificationsConfig,
+    /// Who may call the API.
+    pub auth: AuthConfig,
+}
+
+/// How callers of the API are authenticated.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Tokens signed with a random secret made at each start; an admin and a
+    /// customer token are printed at start-up. Never for production.
+    #[default]
+    Dev,
+    /// Bearer JWTs signed by an issuer: HS256 with `hs256_secret` or RS256
+    /// verified with `rs256_public_key_file`.
+    Jwt,
+}
+
+/// Bearer JWT authentication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `dev` (the quickstart's default) or `jwt`.
+    pub mode: AuthMode,
+    /// The HS256 signing secret; from the environment only
+    /// (`ORDERFLOW_AUTH__HS256_SECRET`), never a file in the repo.
+    pub hs256_secret: String,
+    /// A PEM RSA public key verifying RS256 tokens; `""`: none.
+    pub rs256_public_key_file: std::path::PathBuf,
+    /// The `iss` tokens must carry; `""`: not checked.
+    pub issuer: String,
+    /// The `aud` tokens must carry; `""`: not checked.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Dev mode: the customer the printed customer token is for.
+    pub dev_customer: String,
+    /// Dev mode: how long the printed tokens are valid.
+    #[serde(with = "humantime_serde")]
+    pub dev_token_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Dev,
+            hs256_secret: String::new(),
+            rs256_public_key_file: std::path::PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: Duration::from_secs(30),
+            dev_customer: "alice".into(),
+            dev_token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Requests per principal (token subject, else client IP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per principal; 0 turns limiting off.
+    pub per_second: u32,
+    /// Requests a principal may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// Stock reservations.
@@ -154,6 +228,10 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Per-principal rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Origins allowed to call the API from a browser (CORS); empty: none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The durable consumers that feed the actors.
@@ -275,6 +353,8 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_wait: Duration::from_secs(30),
             body_limit: 64 * 1024,
+            rate_limit: RateLimitConfig::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -472,6 +552,14 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
+            // A signing secret in a file ends up in a repository or a backup:
+            // it is taken from the environment only.
+            let in_file = Figment::from(Toml::file_exact(file)).find_value("auth.hs256_secret");
+            if in_file.is_ok_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+                return Err(ConfigError(Box::new(figment::Error::from(
+                    "auth.hs256_secret must come from ORDERFLOW_AUTH__HS256_SECRET, not a file".to_owned(),
+                ))));
+            }
             figment = figment.merge(Toml::file_exact(file));
         }
         // Only `SECTION__KEY` variables are settings; ORDERFLOW_CONFIG,

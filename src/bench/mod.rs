@@ -27,9 +27,9 @@ use scenario::{Kind, Mix};
 /// `orderflow bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The node's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-    pub url: String,
+    /// The node's URL and the bearer token (an admin's: the bench restocks).
+    #[command(flatten)]
+    pub api: crate::cli::ApiArgs,
     /// Orders to place at most.
     #[arg(long, default_value_t = 1000)]
     pub orders: u64,
@@ -80,11 +80,12 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(64))
+        .default_headers(args.api.headers()?)
         .build()
         .context("building the HTTP client")?;
     let bench = Arc::new(Bench {
         http,
-        base: args.url.trim_end_matches('/').to_owned(),
+        base: args.api.url.trim_end_matches('/').to_owned(),
         run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         mix,
         skus: args.skus,

@@ -3,12 +3,15 @@
 mod client;
 mod dlq;
 mod tail;
+mod token;
 mod trace;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+pub use client::ApiArgs;
 
 use crate::config::Config;
 use crate::node::Node;
@@ -58,6 +61,8 @@ pub enum Command {
     },
     /// Check the business invariants from the four streams; fails on any violation.
     Audit(crate::audit::AuditArgs),
+    /// Sign a bearer token with ORDERFLOW_AUTH__HS256_SECRET (jwt mode with HS256).
+    Token(token::TokenArgs),
 }
 
 /// Runs the parsed command line.
@@ -94,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(args) => trace::run(args, &config).await,
         Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,
+        Command::Token(args) => token::run(&args, &config),
     }
 }
 

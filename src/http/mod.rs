@@ -1,6 +1,9 @@
 //! The HTTP facade under `/api/v1`, plus health endpoints.
 
+pub mod access;
 pub mod dead_letters;
+pub mod guard;
+pub mod hardening;
 pub mod health;
 pub mod notifications;
 pub mod observe;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Notification preferences and the customer index.
     pub notify: crate::notify::NotifySetup,
+    /// Checks bearer tokens.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Decides `command` against the entity's journal and appends the result
@@ -73,7 +78,9 @@ where
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.body_limit;
-    Router::new()
+    let guard = Arc::new(guard::Guard::new(state.auth.clone(), &state.config.http.rate_limit));
+    let cors = hardening::cors(&state.config.http.cors_allowed_origins);
+    let router = Router::new()
         .route("/api/v1/orders", post(orders::place))
         .route("/api/v1/orders/{id}", get(orders::get))
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
@@ -102,6 +109,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn_with_state(guard, guard::guard))
         .route_layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            hardening::problem_for_plain_errors,
+        ));
+    let router = hardening::with_security_headers(router);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

@@ -46,7 +46,7 @@ impl Rig {
             cluster,
             js,
             nodes,
-            http: reqwest::Client::new(),
+            http: crate::support::admin_client(),
             _dirs: dirs,
         }
     }
