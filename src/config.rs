@@ -593,6 +593,24 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_signing_secret_is_refused_in_a_file_and_taken_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("secret.toml", "[auth]\nmode = \"jwt\"\nhs256_secret = \"in-a-file\"\n")?;
+            let refused = Config::load(Some(Path::new("secret.toml")))
+                .map(drop)
+                .map_err(|e| e.to_string());
+            assert!(refused.is_err_and(|e| e.contains("ORDERFLOW_AUTH__HS256_SECRET")));
+            jail.create_file("mode.toml", "[auth]\nmode = \"jwt\"\n")?;
+            jail.set_env("ORDERFLOW_AUTH__HS256_SECRET", "from-the-environment");
+            let config = Config::load(Some(Path::new("mode.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.mode, AuthMode::Jwt);
+            assert_eq!(config.auth.hs256_secret, "from-the-environment");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_example_file_lists_every_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("orderflow.example.toml");
         let example = Config::load(Some(&path)).expect("the example file loads");

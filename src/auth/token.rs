@@ -281,6 +281,29 @@ mod tests {
     }
 
     #[test]
+    fn an_rs256_key_file_must_exist_and_be_a_pem_rsa_key() {
+        let dir = std::env::temp_dir().join(format!("orderflow-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rs256 = AuthConfig {
+            rs256_public_key_file: dir.join("missing.pem"),
+            hs256_secret: String::from_utf8(SECRET.to_vec()).unwrap(),
+            ..config()
+        };
+        assert!(matches!(
+            Authenticator::from_config(&rs256),
+            Err(SetupError::KeyFile { .. })
+        ));
+        rs256.rs256_public_key_file = dir.join("not-a-key.pem");
+        std::fs::write(
+            &rs256.rs256_public_key_file,
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        assert!(matches!(Authenticator::from_config(&rs256), Err(SetupError::BadKey(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn jwt_mode_needs_a_long_enough_key() {
         let mut jwt = config();
         assert!(matches!(Authenticator::from_config(&jwt), Err(SetupError::NoKey)));
