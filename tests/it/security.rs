@@ -514,3 +514,62 @@ async fn development_mode_prints_marked_tokens_signed_with_a_secret_of_its_own()
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn rs256_tokens_of_an_independent_issuer_are_verified_with_its_public_key() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let python = std::env::var_os("ORDERFLOW_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/rs256_issuer.py");
+    let run = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .args(["https://id.example", "orderflow"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the issuer finishes within a minute")
+        .expect("the issuer runs");
+    assert!(
+        out.status.success(),
+        "rs256_issuer.py failed (it needs pyca/cryptography: scripts/install-nats-server.sh --python-deps): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: Value = serde_json::from_slice(&out.stdout).expect("the tokens as JSON");
+    let token = |name: &str| tokens[name].as_str().expect("a token").to_owned();
+
+    let nats = NatsServer::start().await;
+    let mut config = test_config(&nats.url());
+    config.auth.hs256_secret = String::new();
+    config.auth.rs256_public_key_file = dir.path().join("public.pem");
+    config.auth.issuer = "https://id.example".into();
+    config.auth.audience = "orderflow".into();
+    let app = TestApp::spawn_on(nats, config).await;
+
+    let admin = client_with(Some(&token("admin")));
+    let (status, body) = send(admin.post(app.url("/skus/RS-1/restock")).json(&json!({"quantity": 3}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let alice = client_with(Some(&token("customer")));
+    let (status, body) = send(
+        alice
+            .post(app.url("/orders"))
+            .json(&order_body("alice", &[("RS-1", 1)], "tok_visa")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = send(alice.post(app.url("/skus/RS-1/restock")).json(&json!({"quantity": 3}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for refused in ["wrong_issuer", "expired", "other_key"] {
+        let response = client_with(Some(&token(refused)))
+            .get(app.url("/skus/RS-1"))
+            .send()
+            .await
+            .expect("an answer");
+        problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    // The test kit's HS256 admin token is not accepted by an RS256 node.
+    let (status, _) = send(app.http.get(app.url("/skus/RS-1"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
