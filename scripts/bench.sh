@@ -54,6 +54,14 @@ NATS_PID=$!
 for _ in $(seq 100); do port_open "$NATS_PORT" && break; sleep 0.1; done
 
 export ORDERFLOW_NATS__URL="nats://127.0.0.1:$NATS_PORT"
+# JWT mode with a secret made for this run (never stored), and no rate limit:
+# the bench is one principal sending as fast as the node answers.
+ORDERFLOW_AUTH__MODE=jwt
+ORDERFLOW_AUTH__HS256_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+ORDERFLOW_HTTP__RATE_LIMIT__PER_SECOND=0
+export ORDERFLOW_AUTH__MODE ORDERFLOW_AUTH__HS256_SECRET ORDERFLOW_HTTP__RATE_LIMIT__PER_SECOND
+ORDERFLOW_TOKEN="$("$ORDERFLOW" token --role admin --sub bench --ttl 1day)"
+export ORDERFLOW_TOKEN
 ORDERFLOW_HTTP__ADDR="127.0.0.1:$HTTP_PORT" ORDERFLOW_STORE__PATH="$WORK/snapshots" ORDERFLOW_LOG=warn \
     "$ORDERFLOW" serve >"$WORK/node.out" 2>"$WORK/node.log" &
 NODE_PID=$!

@@ -34,6 +34,80 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// Telling customers how their orders ended.
     pub notifications: NotificationsConfig,
+    /// Who may call the API.
+    pub auth: AuthConfig,
+}
+
+/// How callers of the API are authenticated.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Tokens signed with a random secret made at each start; an admin and a
+    /// customer token are printed at start-up. Never for production.
+    #[default]
+    Dev,
+    /// Bearer JWTs signed by an issuer: HS256 with `hs256_secret` or RS256
+    /// verified with `rs256_public_key_file`.
+    Jwt,
+}
+
+/// Bearer JWT authentication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `dev` (the quickstart's default) or `jwt`.
+    pub mode: AuthMode,
+    /// The HS256 signing secret; from the environment only
+    /// (`ORDERFLOW_AUTH__HS256_SECRET`), never a file in the repo.
+    pub hs256_secret: String,
+    /// A PEM RSA public key verifying RS256 tokens; `""`: none.
+    pub rs256_public_key_file: std::path::PathBuf,
+    /// The `iss` tokens must carry; `""`: not checked.
+    pub issuer: String,
+    /// The `aud` tokens must carry; `""`: not checked.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Dev mode: the customer the printed customer token is for.
+    pub dev_customer: String,
+    /// Dev mode: how long the printed tokens are valid.
+    #[serde(with = "humantime_serde")]
+    pub dev_token_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Dev,
+            hs256_secret: String::new(),
+            rs256_public_key_file: std::path::PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: Duration::from_secs(30),
+            dev_customer: "alice".into(),
+            dev_token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Requests per principal (token subject, else client IP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per principal; 0 turns limiting off.
+    pub per_second: u32,
+    /// Requests a principal may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// Stock reservations.
@@ -158,6 +232,10 @@ pub struct HttpConfig {
     pub bulk_max: usize,
     /// The largest `limit` a page of `GET /api/v1/orders` may ask for.
     pub list_max_limit: usize,
+    /// Per-principal rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Origins allowed to call the API from a browser (CORS); empty: none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The durable consumers that feed the actors.
@@ -287,6 +365,8 @@ impl Default for HttpConfig {
             body_limit: 64 * 1024,
             bulk_max: 100,
             list_max_limit: 500,
+            rate_limit: RateLimitConfig::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -489,6 +569,14 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
+            // A signing secret in a file ends up in a repository or a backup:
+            // it is taken from the environment only.
+            let in_file = Figment::from(Toml::file_exact(file)).find_value("auth.hs256_secret");
+            if in_file.is_ok_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+                return Err(ConfigError(Box::new(figment::Error::from(
+                    "auth.hs256_secret must come from ORDERFLOW_AUTH__HS256_SECRET, not a file".to_owned(),
+                ))));
+            }
             figment = figment.merge(Toml::file_exact(file));
         }
         // Only `SECTION__KEY` variables are settings; ORDERFLOW_CONFIG,
@@ -517,6 +605,24 @@ mod tests {
             assert_eq!(config.consumers.nak_delay, Duration::from_secs(2));
             jail.set_env("ORDERFLOW_NATS__URLL", "typo");
             assert!(Config::load(None).is_err(), "a misspelt setting must fail fast");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_signing_secret_is_refused_in_a_file_and_taken_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("secret.toml", "[auth]\nmode = \"jwt\"\nhs256_secret = \"in-a-file\"\n")?;
+            let refused = Config::load(Some(Path::new("secret.toml")))
+                .map(drop)
+                .map_err(|e| e.to_string());
+            assert!(refused.is_err_and(|e| e.contains("ORDERFLOW_AUTH__HS256_SECRET")));
+            jail.create_file("mode.toml", "[auth]\nmode = \"jwt\"\n")?;
+            jail.set_env("ORDERFLOW_AUTH__HS256_SECRET", "from-the-environment");
+            let config = Config::load(Some(Path::new("mode.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.mode, AuthMode::Jwt);
+            assert_eq!(config.auth.hs256_secret, "from-the-environment");
             Ok(())
         });
     }

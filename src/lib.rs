@@ -2,6 +2,7 @@
 //! facade and the command line. The saga itself lives in the `actors` crate.
 
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod bus;
 pub mod cli;

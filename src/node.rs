@@ -74,6 +74,7 @@ impl Node {
             stopped.clone(),
         ));
         let heartbeat_js = js.clone();
+        let auth = Arc::new(crate::auth::start(&config.auth).context("setting up authentication")?);
         let app = http::router(AppState {
             config: Arc::new(config),
             journal,
@@ -84,13 +85,17 @@ impl Node {
             snapshots: snapshots.clone(),
             js,
             metrics,
+            auth,
         });
         let mut http_stopped = stopped.clone();
         tasks.spawn(async move {
             let shutdown = async move {
                 let _ = http_stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });

@@ -27,10 +27,9 @@ use scenario::{Kind, Mix};
 /// `orderflow bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The node's base URL; several, comma-separated, spread orders over
-    /// nodes round-robin (each order is placed on one and read on the next).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-    pub url: String,
+    /// The node's URL and the bearer token (an admin's: the bench restocks).
+    #[command(flatten)]
+    pub api: crate::cli::ApiArgs,
     /// Orders to place at most.
     #[arg(long, default_value_t = 1000)]
     pub orders: u64,
@@ -76,7 +75,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     if args.orders == 0 || args.concurrency == 0 || args.skus == 0 {
         bail!("--orders, --concurrency and --skus must be positive");
     }
-    if args.url.split(',').all(|u| u.trim().is_empty()) {
+    if args.api.url.split(',').all(|u| u.trim().is_empty()) {
         bail!("--url names no node");
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
@@ -84,11 +83,13 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(64))
+        .default_headers(args.api.headers()?)
         .build()
         .context("building the HTTP client")?;
     let bench = Arc::new(Bench {
         http,
         bases: args
+            .api
             .url
             .split(',')
             .map(|u| u.trim().trim_end_matches('/').to_owned())

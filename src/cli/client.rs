@@ -4,14 +4,46 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
+/// Where the API is and who calls it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// The node's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
+    pub url: String,
+    /// A bearer token (dev mode prints one at start-up).
+    #[arg(long, env = "ORDERFLOW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ApiArgs {
+    /// The headers every request carries: the bearer token, if any.
+    pub fn headers(&self) -> anyhow::Result<reqwest::header::HeaderMap> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .context("--token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(headers)
+    }
+
+    /// An HTTP client that sends the token, if any, with every request.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .default_headers(self.headers()?)
+            .build()
+            .context("building the HTTP client")
+    }
+}
+
 /// `orderflow order …`
 #[derive(Debug, Subcommand)]
 pub enum OrderCommand {
     /// Place an order and print it.
     Place {
-        /// The node's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-        url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         /// Who orders.
         #[arg(long, default_value = "alice")]
         customer: String,
@@ -30,9 +62,8 @@ pub enum OrderCommand {
     },
     /// Print an order with its history.
     Get {
-        /// The node's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-        url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         /// The order id.
         id: String,
         /// Wait this long for the order to end (e.g. 5s).
@@ -41,9 +72,8 @@ pub enum OrderCommand {
     },
     /// Ask to cancel an order.
     Cancel {
-        /// The node's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-        url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         /// The order id.
         id: String,
     },
@@ -54,9 +84,8 @@ pub enum OrderCommand {
 pub enum SkuCommand {
     /// Add units to a SKU.
     Restock {
-        /// The node's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-        url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         /// The SKU.
         sku: String,
         /// Units to add.
@@ -64,9 +93,8 @@ pub enum SkuCommand {
     },
     /// Print a SKU's stock.
     Get {
-        /// The node's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORDERFLOW_URL")]
-        url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         /// The SKU.
         sku: String,
     },
@@ -104,10 +132,11 @@ fn with_wait(url: String, wait: Option<String>) -> String {
 
 /// Runs `orderflow order …`.
 pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let (OrderCommand::Place { api, .. } | OrderCommand::Get { api, .. } | OrderCommand::Cancel { api, .. }) = &command;
+    let http = api.client()?;
     match command {
         OrderCommand::Place {
-            url,
+            api: ApiArgs { url, .. },
             customer,
             items,
             payment_method,
@@ -125,24 +154,37 @@ pub async fn order(command: OrderCommand) -> anyhow::Result<()> {
             }
             send(request).await
         }
-        OrderCommand::Get { url, id, wait } => {
-            send(http.get(with_wait(format!("{url}/api/v1/orders/{id}"), wait))).await
-        }
-        OrderCommand::Cancel { url, id } => send(http.post(format!("{url}/api/v1/orders/{id}/cancel"))).await,
+        OrderCommand::Get {
+            api: ApiArgs { url, .. },
+            id,
+            wait,
+        } => send(http.get(with_wait(format!("{url}/api/v1/orders/{id}"), wait))).await,
+        OrderCommand::Cancel {
+            api: ApiArgs { url, .. },
+            id,
+        } => send(http.post(format!("{url}/api/v1/orders/{id}/cancel"))).await,
     }
 }
 
 /// Runs `orderflow sku …`.
 pub async fn sku(command: SkuCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let (SkuCommand::Restock { api, .. } | SkuCommand::Get { api, .. }) = &command;
+    let http = api.client()?;
     match command {
-        SkuCommand::Restock { url, sku, quantity } => {
+        SkuCommand::Restock {
+            api: ApiArgs { url, .. },
+            sku,
+            quantity,
+        } => {
             send(
                 http.post(format!("{url}/api/v1/skus/{sku}/restock"))
                     .json(&json!({ "quantity": quantity })),
             )
             .await
         }
-        SkuCommand::Get { url, sku } => send(http.get(format!("{url}/api/v1/skus/{sku}"))).await,
+        SkuCommand::Get {
+            api: ApiArgs { url, .. },
+            sku,
+        } => send(http.get(format!("{url}/api/v1/skus/{sku}"))).await,
     }
 }

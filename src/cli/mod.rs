@@ -4,12 +4,15 @@ mod client;
 mod cluster;
 mod dlq;
 mod tail;
+mod token;
 mod trace;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+pub use client::ApiArgs;
 
 use crate::config::Config;
 use crate::node::Node;
@@ -64,6 +67,8 @@ pub enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
+    /// Sign a bearer token with ORDERFLOW_AUTH__HS256_SECRET (jwt mode with HS256).
+    Token(token::TokenArgs),
 }
 
 /// Runs the parsed command line.
@@ -101,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq::run(command, &config).await,
         Command::Audit(args) => crate::audit::command(args, &config).await,
         Command::Cluster { command } => cluster::run(command, &config).await,
+        Command::Token(args) => token::run(&args, &config),
     }
 }
 

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::orders::{idempotency_key, place_one, PlaceOrderBody};
 use super::problem::{parse_json, Problem};
 use super::AppState;
+use crate::auth::Principal;
 
 /// Items placed at once; more would only queue on the same journal writes.
 const CONCURRENCY: usize = 8;
@@ -68,7 +69,12 @@ pub struct BulkResult {
         (status = 422, description = "No orders, or a bad Idempotency-Key (`invalid-request`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn place_bulk(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+pub async fn place_bulk(
+    State(app): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?.map(str::to_owned);
     let body: BulkBody = parse_json(&body)?;
     let max = app.config.http.bulk_max;
@@ -83,13 +89,13 @@ pub async fn place_bulk(State(app): State<AppState>, headers: HeaderMap, body: B
     if body.orders.is_empty() {
         return Err(Problem::invalid_field("orders", "at least one order"));
     }
-    let (app, headers, key) = (&app, &headers, key.as_deref());
+    let (app, headers, key, principal) = (&app, &headers, key.as_deref(), &principal);
     let results = futures::stream::iter(body.orders.into_iter().enumerate())
         .map(|(index, item)| async move {
             let placed = match parse_item(index, item) {
                 Ok(order) => {
                     let item_key = key.map(|k| format!("{k}:{index}"));
-                    place_one(app, order, item_key.as_deref(), headers).await
+                    place_one(app, principal, order, item_key.as_deref(), headers).await
                 }
                 Err(problem) => Err(problem),
             };

@@ -12,9 +12,11 @@ use schemas::{CustomerId, OrderId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::access::require_customer;
 use super::openapi::{MoneyDoc, OrderStatusDoc};
 use super::problem::Problem;
 use super::AppState;
+use crate::auth::Principal;
 use crate::read_model::follow::stream_last_seq;
 use crate::read_model::{OrderEntry, OrderFilter, PageKey};
 
@@ -165,6 +167,7 @@ fn parse_filter(query: &ListQuery) -> Result<OrderFilter, Problem> {
 )]
 pub async fn list(
     State(app): State<AppState>,
+    principal: Principal,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<OrderList>, Problem> {
     let Query(query) = query.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
@@ -174,7 +177,15 @@ pub async fn list(
         Some(n) if n >= 1 && n <= max as u64 => n as usize,
         Some(_) => return Err(Problem::invalid_field("limit", format!("between 1 and {max}"))),
     };
-    let filter = parse_filter(&query)?;
+    let mut filter = parse_filter(&query)?;
+    // A customer lists their own orders only: asking for someone else's is
+    // refused, asking for none means their own.
+    if let Principal::Customer(me) = &principal {
+        match &filter.customer {
+            Some(asked) => require_customer(&principal, asked, "customer_id")?,
+            None => filter.customer = Some(me.clone()),
+        }
+    }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     // Asked first: the index can only have moved on since, so the lag shown is never too small.
     let stream_last_seq = stream_last_seq(&app.js)

@@ -1,7 +1,10 @@
 //! The HTTP facade under `/api/v1`, plus health endpoints.
 
+pub mod access;
 pub mod bulk;
 pub mod dead_letters;
+pub mod guard;
+pub mod hardening;
 pub mod health;
 pub mod listing;
 pub mod notifications;
@@ -49,6 +52,8 @@ pub struct AppState {
     pub notify: crate::notify::NotifySetup,
     /// This node's order index, for listing.
     pub orders: crate::read_model::follow::OrderReadModel,
+    /// Checks bearer tokens.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Decides `command` against the entity's journal and appends the result
@@ -79,7 +84,9 @@ where
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.http.body_limit;
-    Router::new()
+    let guard = Arc::new(guard::Guard::new(state.auth.clone(), &state.config.http.rate_limit));
+    let cors = hardening::cors(&state.config.http.cors_allowed_origins);
+    let router = Router::new()
         .route("/api/v1/orders", post(orders::place).get(listing::list))
         .route("/api/v1/orders/bulk", post(bulk::place_bulk))
         .route("/api/v1/orders/{id}/events", get(order_events::watch))
@@ -120,6 +127,16 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn_with_state(guard, guard::guard))
         .route_layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            hardening::problem_for_plain_errors,
+        ));
+    let router = hardening::with_security_headers(router);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

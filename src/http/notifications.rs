@@ -13,8 +13,10 @@ use schemas::subjects::{EntityKind, EntityRef};
 use schemas::{CustomerId, OrderId};
 use serde::{Deserialize, Serialize};
 
+use super::access::{require_customer, require_order};
 use super::problem::{parse_json, Problem};
 use super::{decide_and_append, AppState};
+use crate::auth::Principal;
 use crate::notify::history::{self, NotificationView};
 use crate::notify::preferences::{PreferenceError, Preferences, PreferencesBody};
 use crate::telemetry;
@@ -47,8 +49,13 @@ impl From<PreferenceError> for Problem {
 }
 
 /// `GET /api/v1/orders/{id}/notifications`: every notification of the order.
-pub async fn of_order(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<NotificationList>, Problem> {
+pub async fn of_order(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<NotificationList>, Problem> {
     let order_id = parse_order(&id)?;
+    require_order(&app, &principal, order_id).await?;
     let notifications = history::of_order(&app.journal, order_id).await?;
     if notifications.is_empty() {
         let placed = EntityRef::order(order_id).subject("placed");
@@ -74,10 +81,12 @@ pub struct CustomerQuery {
 /// one just recorded may take a moment to appear).
 pub async fn of_customer(
     State(app): State<AppState>,
+    principal: Principal,
     Path(customer): Path<String>,
     Query(query): Query<CustomerQuery>,
 ) -> Result<Json<NotificationList>, Problem> {
     let customer = parse_customer(&customer)?;
+    require_customer(&principal, &customer, "customer_id")?;
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => MAX_ORDERS,
         Some(Ok(n)) if (1..=MAX_ORDERS).contains(&n) => n,
@@ -107,10 +116,12 @@ fn parse_notification_id(raw: &str) -> Option<(Outcome, Channel)> {
 /// receipt, journaled once; repeating it changes nothing.
 pub async fn mark_read(
     State(app): State<AppState>,
+    principal: Principal,
     Path((id, notification_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<NotificationView>, Problem> {
     let order_id = parse_order(&id)?;
+    require_order(&app, &principal, order_id).await?;
     let (outcome, channel) = parse_notification_id(&notification_id).ok_or_else(|| {
         Problem::invalid_field("notification_id", "expected <ending>.<channel>, e.g. completed.email")
     })?;
@@ -150,9 +161,11 @@ pub async fn mark_read(
 /// `GET /api/v1/customers/{customer_id}/notification-preferences`.
 pub async fn get_preferences(
     State(app): State<AppState>,
+    principal: Principal,
     Path(customer): Path<String>,
 ) -> Result<Json<Preferences>, Problem> {
     let customer = parse_customer(&customer)?;
+    require_customer(&principal, &customer, "customer_id")?;
     app.notify
         .preferences
         .get(&customer)
@@ -164,10 +177,12 @@ pub async fn get_preferences(
 /// `PUT /api/v1/customers/{customer_id}/notification-preferences`: replaces them.
 pub async fn put_preferences(
     State(app): State<AppState>,
+    principal: Principal,
     Path(customer): Path<String>,
     body: Bytes,
 ) -> Result<Json<Preferences>, Problem> {
     let customer = parse_customer(&customer)?;
+    require_customer(&principal, &customer, "customer_id")?;
     let body: PreferencesBody = parse_json(&body)?;
     let preferences = body
         .parse(app.notify.planner.default_webhook_url())

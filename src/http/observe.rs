@@ -41,6 +41,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         route = %route,
         trace_id = %trace.trace_id(),
         order_id = tracing::field::Empty,
+        principal = tracing::field::Empty,
     );
     telemetry::otlp::adopt(&span, &trace);
     let mut response = next.run(request).instrument(span).await;

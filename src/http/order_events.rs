@@ -17,10 +17,12 @@ use schemas::OrderId;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::access::require_order;
 use super::openapi::OrderStatusDoc;
 use super::problem::Problem;
 use super::views;
 use super::AppState;
+use crate::auth::Principal;
 
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -122,9 +124,15 @@ fn status_event(change: &StatusChange) -> Event {
         (status = 503, description = "The journal could not be read (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn watch(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn watch(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
     let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    // Another customer's order is as unknown as a missing one.
+    require_order(&app, &principal, order_id).await?;
     // Subscribe before the first read, so an event stored in between still wakes the watch.
     let wakes = app
         .client

@@ -17,12 +17,17 @@ use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::access::{require_customer, require_order};
 use super::problem::{parse_json, FieldError, Problem};
 use super::views::{self, OrderView};
 use super::{decide_and_append, AppState};
+use crate::auth::Principal;
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The longest payment method token accepted.
+pub const MAX_PAYMENT_METHOD: usize = 128;
 
 /// The body of `POST /api/v1/orders`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -92,8 +97,14 @@ fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<(OrderId, Order
             .map_err(|e| err("currency".into(), e.to_string()))
             .ok(),
     };
-    if body.payment_method.is_empty() || body.payment_method.len() > 128 {
-        err("payment_method".into(), "must be 1 to 128 characters".into());
+    if body.payment_method.is_empty()
+        || body.payment_method.len() > MAX_PAYMENT_METHOD
+        || !body.payment_method.bytes().all(|b| b.is_ascii_graphic())
+    {
+        err(
+            "payment_method".into(),
+            format!("must be 1 to {MAX_PAYMENT_METHOD} visible ASCII characters (a provider token)"),
+        );
     }
     let mut lines = Vec::new();
     for (i, item) in body.items.iter().enumerate() {
@@ -163,13 +174,14 @@ pub fn cause_of(headers: &HeaderMap) -> Cause {
 /// `Idempotency-Key` already created; never a second order for one key.
 pub async fn place(
     State(app): State<AppState>,
+    principal: Principal,
     Query(wait): Query<WaitQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
-    let (status, order_id) = place_one(&app, parse_json(&body)?, key, &headers).await?;
+    let (status, order_id) = place_one(&app, &principal, parse_json(&body)?, key, &headers).await?;
     let view = read(&app, order_id, wait).await?;
     Ok((status, [("location", format!("/api/v1/orders/{order_id}"))], Json(view)).into_response())
 }
@@ -179,11 +191,15 @@ pub async fn place(
 /// `Idempotency-Key` already created, or the problem.
 pub async fn place_one(
     app: &AppState,
+    principal: &Principal,
     body: PlaceOrderBody,
     key: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(StatusCode, OrderId), Problem> {
     let (order_id, command) = parse_body(body, key)?;
+    if let OrderCommand::Place { customer_id, .. } = &command {
+        require_customer(principal, customer_id, "customer_id")?;
+    }
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let (executed, order) = decide_and_append::<OrderSaga>(app, &EntityRef::order(order_id), &command, headers).await?;
     match executed {
@@ -228,12 +244,14 @@ fn same_request(order: &OrderState, command: &OrderCommand) -> bool {
 /// `GET /api/v1/orders/{id}[?wait=5s]`.
 pub async fn get(
     State(app): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
     Query(wait): Query<WaitQuery>,
 ) -> Result<Json<OrderView>, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    require_order(&app, &principal, order_id).await?;
     Ok(Json(read(&app, order_id, wait).await?))
 }
 
@@ -249,6 +267,7 @@ pub struct CancelBody {
 /// the saga undoes what it did and ends CANCELLED (`?wait=` to see it).
 pub async fn cancel(
     State(app): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
     Query(wait): Query<WaitQuery>,
     headers: HeaderMap,
@@ -257,6 +276,7 @@ pub async fn cancel(
     let wait = wait.duration(app.config.http.max_wait)?;
     let order_id = OrderId::parse(&id).map_err(|e| Problem::invalid_field("id", e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    require_order(&app, &principal, order_id).await?;
     let body: CancelBody = if body.is_empty() {
         CancelBody::default()
     } else {

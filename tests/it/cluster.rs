@@ -51,7 +51,7 @@ impl Rig {
             cluster,
             js,
             nodes,
-            http: reqwest::Client::new(),
+            http: crate::support::admin_client(),
             _dirs: dirs,
         }
     }

@@ -20,3 +20,5 @@ mod observability;
 mod payments;
 mod poison;
 mod saga_paths;
+mod security;
+mod validation;

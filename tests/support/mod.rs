@@ -8,11 +8,14 @@ pub mod nats;
 pub mod payment_service;
 pub mod process;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
-use orderflow::config::Config;
+use orderflow::auth::token::{mint_hs256, Claims};
+use orderflow::auth::Role;
+use orderflow::config::{AuthMode, Config};
 use orderflow::node::Node;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -48,7 +51,57 @@ pub fn test_config(nats_url: &str) -> Config {
     config.http.addr = "127.0.0.1:0".parse().expect("a literal address");
     config.consumers.nak_delay = Duration::from_millis(100);
     config.consumers.ack_wait = Duration::from_secs(5);
+    // JWT mode with this test process's secret; no rate limit, so load
+    // tests measure the saga (the rate-limit tests turn it on).
+    config.auth.mode = AuthMode::Jwt;
+    config.auth.hs256_secret = test_secret().to_owned();
+    config.http.rate_limit.per_second = 0;
     config
+}
+
+/// The HS256 secret of this test process (nextest runs each test in its
+/// own process, so each test has its own); random, never in the repo.
+pub fn test_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
+}
+
+/// A token for `sub` in `role`, signed with [`test_secret`], valid for an hour.
+pub fn token(role: Role, sub: &str) -> String {
+    let claims = Claims::new(sub, role, Duration::from_secs(3600), &Config::default().auth);
+    mint_hs256(test_secret().as_bytes(), &claims).expect("a test token")
+}
+
+/// An HTTP client sending `token` as its bearer, or none.
+pub fn client_with(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The client tests use by default: an admin may do everything.
+pub fn admin_client() -> reqwest::Client {
+    client_with(Some(&token(Role::Admin, "test-admin")))
+}
+
+/// A client acting as customer `id`.
+pub fn customer_client(id: &str) -> reqwest::Client {
+    client_with(Some(&token(Role::Customer, id)))
+}
+
+/// The settings a node process needs to accept this test's tokens.
+pub fn auth_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("ORDERFLOW_AUTH__MODE", "jwt".to_owned()),
+        ("ORDERFLOW_AUTH__HS256_SECRET", test_secret().to_owned()),
+        ("ORDERFLOW_HTTP__RATE_LIMIT__PER_SECOND", "0".to_owned()),
+    ]
 }
 
 impl TestApp {
@@ -70,7 +123,7 @@ impl TestApp {
             nats,
             node: Some(node),
             base,
-            http: reqwest::Client::new(),
+            http: admin_client(),
             js,
             config,
             store,
@@ -218,6 +271,7 @@ pub async fn orderflow_cli(nats_url: &str, args: &[&str]) -> std::process::Outpu
         .args(args)
         .env("ORDERFLOW_NATS__URL", nats_url)
         .env("ORDERFLOW_LOG", "warn")
+        .env("ORDERFLOW_TOKEN", token(Role::Admin, "test-admin"))
         .kill_on_drop(true)
         .output()
         .await

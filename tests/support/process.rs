@@ -56,6 +56,7 @@ impl NodeProcess {
             .env("ORDERFLOW_HTTP__ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("ORDERFLOW_STORE__PATH", &self.store)
             .env("ORDERFLOW_LOG", "warn")
+            .envs(super::auth_env())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
@@ -151,7 +152,7 @@ impl ProcessRig {
             nats,
             js,
             node,
-            http: reqwest::Client::new(),
+            http: super::admin_client(),
             _dir: dir,
         }
     }
