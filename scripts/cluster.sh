@@ -7,6 +7,8 @@
 #   NATS clients   nats://127.0.0.1:4222,4223,4224   (routes 6222-6224, monitoring 8222-8224)
 #   orderflow HTTP http://127.0.0.1:8080, 8081, 8082 (any node serves any order)
 #   stores, logs   var/cluster/ (gitignored); delete it for a clean slate
+#   auth           jwt mode, one HS256 secret for all nodes in var/cluster/hs256-secret;
+#                  an admin token is printed at start
 #
 # The same members run in docker-compose.yml, and tests/support/cluster.rs
 # starts the same nats-cluster.conf on free ports for the cluster tests.
@@ -95,6 +97,17 @@ done
 log "NATS cluster ready: $URLS"
 
 APPS=$(seq 0 $((NODES - 1)))
+# One HS256 secret for every node (dev mode would give each node its own, so
+# a token from one would not open another): generated once into var/cluster/.
+SECRET_FILE="$VAR/hs256-secret"
+if [[ ! -s "$SECRET_FILE" ]]; then
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$SECRET_FILE")
+fi
+export ORDERFLOW_AUTH__MODE=jwt
+ORDERFLOW_AUTH__HS256_SECRET="$(cat "$SECRET_FILE")"
+export ORDERFLOW_AUTH__HS256_SECRET
+ADMIN_TOKEN="$("$APP_BIN" token --role admin --sub operator --ttl 12h)"
+
 for i in $APPS; do
     port=$((8080 + SHIFT + i))
     log "starting orderflow node $((i + 1)) on http://127.0.0.1:$port (log $VAR/app$((i + 1)).log)"
@@ -110,5 +123,8 @@ for i in $APPS; do
     done
 done
 log "$NODES orderflow node(s) ready from http://127.0.0.1:$((8080 + SHIFT)); Ctrl-C stops all"
+log "an admin token, valid on every node for 12 h (orderflow token --role ... --sub ... signs others"
+log "with ORDERFLOW_AUTH__HS256_SECRET=\$(cat $SECRET_FILE)):"
+printf 'export ORDERFLOW_TOKEN=%s\n' "$ADMIN_TOKEN"
 wait -n || true
 die "a process exited; see the logs in $VAR"
