@@ -142,7 +142,14 @@ async fn sigkill_of_a_nats_node_mid_load_loses_nothing_and_it_catches_up() {
     // The restarted member holds every stream, current with its leader.
     eventually("the restarted member to catch up", SAGA_DEADLINE, || async {
         let jsz = rig.cluster.jsz(victim, "streams=true").await?;
-        let streams = jsz["account_details"][0]["stream_detail"].as_array()?.clone();
+        // Every account's streams: with users configured the server lists more than one account.
+        let accounts = jsz["account_details"].as_array()?.clone();
+        let streams: Vec<serde_json::Value> = accounts
+            .iter()
+            .filter_map(|a| a["stream_detail"].as_array())
+            .flatten()
+            .cloned()
+            .collect();
         let current = streams.len() >= 4
             && streams.iter().all(|s| {
                 let replicas = s["cluster"]["replicas"].as_array().cloned().unwrap_or_default();
