@@ -5,6 +5,10 @@
 //! file inside a private [`tempfile::TempDir`]. Nothing has to be running
 //! beforehand; the binary comes from [`nats_server_binary`].
 //!
+//! Every server has the repository's users and permissions
+//! (`nats-permissions.conf`, see [`APP_USER`], [`INSPECTOR_USER`]) plus an
+//! unrestricted [`HARNESS_USER`] for the tests' own probes.
+//!
 //! Readiness is always polled against a deadline (TCP connect to the client
 //! port AND `GET /healthz?js-enabled-only=true` answering 200 on the
 //! monitoring port), never a fixed sleep.
@@ -319,11 +323,6 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `nats://user:password@127.0.0.1:<port>`, for clients that take credentials in the URL.
-    pub fn url_as(&self, user: NatsUser) -> String {
-        format!("nats://{}:{}@127.0.0.1:{}", user.name, user.password, self.port)
-    }
-
     /// A connected client with every permission. Panics (with the server log
     /// tail) if it cannot connect.
     pub async fn client(&self) -> async_nats::Client {
@@ -527,8 +526,8 @@ fn conf_string(s: &str) -> String {
     out
 }
 
-/// The repository's `nats-permissions.conf`, read once per config.
-pub fn repository_permissions() -> String {
+/// The repository's `nats-permissions.conf`, as the server configs include it.
+fn repository_permissions() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("nats-permissions.conf");
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
