@@ -72,13 +72,12 @@ impl Rig {
 
     /// Waits until ORDERS holds `n` messages: the load is under way.
     async fn orders_hold(&self, n: u64) {
-        let stream = self.js.get_stream("ORDERS").await.expect("ORDERS");
-        eventually(&format!("ORDERS to hold {n} messages"), SAGA_DEADLINE, || {
-            let mut stream = stream.clone();
-            async move {
-                let info = stream.info().await.ok()?;
-                (info.state.messages >= n).then_some(())
-            }
+        // Asked afresh each time: right after a member dies, a stream-info
+        // request can time out while the cluster elects a new leader.
+        eventually(&format!("ORDERS to hold {n} messages"), SAGA_DEADLINE, || async move {
+            let mut stream = self.js.get_stream("ORDERS").await.ok()?;
+            let info = stream.info().await.ok()?;
+            (info.state.messages >= n).then_some(())
         })
         .await;
     }
@@ -141,7 +140,7 @@ async fn sigkill_of_a_nats_node_mid_load_loses_nothing_and_it_catches_up() {
     rig.settles(&ids, (victim + 1) % 3).await;
     // The restarted member holds every stream, current with its leader.
     eventually("the restarted member to catch up", SAGA_DEADLINE, || async {
-        let jsz = rig.cluster.jsz(victim, "streams=true").await?;
+        let jsz = rig.cluster.jsz(victim, "accounts=true&streams=true").await?;
         // Every account's streams: with users configured the server lists more than one account.
         let accounts = jsz["account_details"].as_array()?.clone();
         let streams: Vec<serde_json::Value> = accounts
@@ -152,8 +151,13 @@ async fn sigkill_of_a_nats_node_mid_load_loses_nothing_and_it_catches_up() {
             .collect();
         let current = streams.len() >= 4
             && streams.iter().all(|s| {
+                // A follower knows only how current it is with the leader; its
+                // entry for the other follower stays `current: false`.
                 let replicas = s["cluster"]["replicas"].as_array().cloned().unwrap_or_default();
-                replicas.iter().all(|r| r["current"].as_bool() == Some(true))
+                replicas
+                    .iter()
+                    .filter(|r| r["name"] == s["cluster"]["leader"])
+                    .all(|r| r["current"].as_bool() == Some(true))
             });
         current.then_some(())
     })
