@@ -56,6 +56,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$ROOT/scripts/install-nats-server.sh" --server >/dev/null
+# NATS users: the same local passwords as scripts/run.sh.
+# shellcheck source=scripts/nats-passwords.sh
+source "$ROOT/scripts/nats-passwords.sh"
 NATS_SERVER="$ROOT/.tools/bin/nats-server"
 log "building orderflow (release)"
 cargo build --release --bin orderflow

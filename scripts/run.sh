@@ -15,6 +15,7 @@
 #    streams itself) until it exits or you press Ctrl-C;
 # 6. then stops the nats-server it started (never one it reused). The store
 #    in var/nats is kept; delete it for a clean slate.
+# Before 3., it generates local NATS user passwords into var/ if unset (below).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,6 +75,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# NATS users: local development passwords (scripts/nats-passwords.sh).
+# shellcheck source=scripts/nats-passwords.sh
+source "$ROOT/scripts/nats-passwords.sh"
 
 # 1. nats-server
 NATS_SERVER="$ROOT/.tools/bin/nats-server"

@@ -215,6 +215,14 @@ pub struct NatsConfig {
     /// The server's de-duplication window for `Nats-Msg-Id`.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
+    /// The NATS user to connect as (`orderflow` in the repo's server configs); empty: no authentication.
+    pub user: String,
+    /// That user's password; from the environment (`ORDERFLOW_NATS__PASSWORD`), never a file in the repo.
+    pub password: String,
+    /// Refuse to talk to a server that does not offer TLS.
+    pub tls_required: bool,
+    /// PEM file of the CA(s) that signed the server's certificate; empty: the system's roots.
+    pub tls_ca: String,
 }
 
 /// The HTTP facade.
@@ -353,6 +361,10 @@ impl Default for NatsConfig {
             replicas: 1,
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            user: String::new(),
+            password: String::new(),
+            tls_required: false,
+            tls_ca: String::new(),
         }
     }
 }

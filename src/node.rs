@@ -35,7 +35,7 @@ impl Node {
     pub async fn start(config: Config) -> anyhow::Result<Node> {
         // Installed first, so that nothing recorded at start-up is lost.
         let metrics = telemetry::prometheus();
-        let client = bus::connect(&config.nats.url)
+        let client = bus::connect(&config.nats)
             .await
             .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
         let js = async_nats::jetstream::new(client.clone());

@@ -134,7 +134,7 @@ pub struct AuditArgs {
 
 /// Runs `orderflow audit`: prints the report, and fails when it found violations.
 pub async fn command(args: AuditArgs, config: &Config) -> anyhow::Result<()> {
-    let client = crate::bus::connect(&config.nats.url)
+    let client = crate::bus::connect(&config.nats)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client);

@@ -100,7 +100,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         skus: args.skus,
     });
     bench.restock(args.orders).await?;
-    let js = match crate::bus::connect(&config.nats.url).await {
+    let js = match crate::bus::connect(&config.nats).await {
         Ok(client) => Some(async_nats::jetstream::new(client)),
         Err(e) => {
             tracing::warn!(error = %e, "NATS unreachable: no JetStream figures in the report");

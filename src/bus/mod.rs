@@ -6,16 +6,26 @@ pub mod inbox;
 pub mod journal;
 pub mod topology;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Connects to the broker; fails fast if it is down, reconnects forever once up.
-pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+use crate::config::NatsConfig;
+
+/// Connects to the broker as `nats.user` (over TLS if asked); fails fast if
+/// it is down, reconnects forever once up.
+pub async fn connect(nats: &NatsConfig) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::new()
         .name("orderflow")
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .connect(servers(url))
-        .await
+        .require_tls(nats.tls_required);
+    if !nats.user.is_empty() {
+        options = options.user_and_password(nats.user.clone(), nats.password.clone());
+    }
+    if !nats.tls_ca.is_empty() {
+        options = options.add_root_certificates(PathBuf::from(&nats.tls_ca));
+    }
+    options.connect(servers(&nats.url)).await
 }
 
 /// The servers of `url`: one URL, or several separated by commas (the

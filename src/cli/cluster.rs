@@ -20,7 +20,7 @@ pub enum ClusterCommand {
 /// Runs `command` against the servers of `config.nats.url`.
 pub async fn run(command: ClusterCommand, config: &Config) -> anyhow::Result<()> {
     let ClusterCommand::Status { json } = command;
-    let client = crate::bus::connect(&config.nats.url)
+    let client = crate::bus::connect(&config.nats)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client);

@@ -53,7 +53,7 @@ pub enum DlqCommand {
 
 /// Runs `orderflow dlq …`.
 pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
-    let client = crate::bus::connect(&config.nats.url)
+    let client = crate::bus::connect(&config.nats)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let dead_letters = DeadLetters::new(async_nats::jetstream::new(client));

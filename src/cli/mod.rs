@@ -91,7 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             served
         }
         Command::Setup => {
-            let client = crate::bus::connect(&config.nats.url)
+            let client = crate::bus::connect(&config.nats)
                 .await
                 .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
             crate::bus::topology::ensure(&async_nats::jetstream::new(client), &config).await?;

@@ -41,7 +41,7 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
         from_start,
         limit,
     } = command;
-    let client = crate::bus::connect(&config.nats.url)
+    let client = crate::bus::connect(&config.nats)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client);

@@ -78,7 +78,7 @@ pub struct Trace {
 /// Runs `orderflow trace …`.
 pub async fn run(args: TraceArgs, config: &Config) -> anyhow::Result<()> {
     let order_id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("order id {:?}: {e}", args.order_id))?;
-    let client = crate::bus::connect(&config.nats.url)
+    let client = crate::bus::connect(&config.nats)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let js = async_nats::jetstream::new(client);

@@ -354,13 +354,20 @@ async fn read_saga(nats_url: &str, order_id: &str) -> Output {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_saga.py");
     let run = tokio::process::Command::new(&python)
         .arg(&script)
-        .args(["--timeout", "20", nats_url, order_id])
+        // The outside reader connects as the read-only inspector: reading a saga needs nothing more.
+        .args(["--timeout", "20", &with_inspector_credentials(nats_url), order_id])
         .kill_on_drop(true)
         .output();
     tokio::time::timeout(SCRIPT_DEADLINE, run)
         .await
         .unwrap_or_else(|_| panic!("{} did not finish within {SCRIPT_DEADLINE:?}", script.display()))
         .unwrap_or_else(|e| panic!("running {python:?} {}: {e}", script.display()))
+}
+
+/// `nats_url` (`nats://host:port`) with the inspector's credentials in it.
+fn with_inspector_credentials(nats_url: &str) -> String {
+    let user = crate::support::INSPECTOR_USER;
+    nats_url.replacen("nats://", &format!("nats://{}:{}@", user.name, user.password), 1)
 }
 
 /// The script's JSON document, after checking it exited 0.

@@ -15,6 +15,7 @@ mod expiry;
 mod idempotency;
 mod interop;
 mod journal;
+mod nats_security;
 mod notifications;
 mod observability;
 mod payments;

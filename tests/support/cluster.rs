@@ -101,6 +101,11 @@ impl NatsCluster {
         let client = async_nats::ConnectOptions::new()
             .name("orderflow-test")
             .connection_timeout(Duration::from_secs(5))
+            // The repo's config has no unrestricted user: look around as the app.
+            .user_and_password(
+                super::nats::APP_USER.name.to_owned(),
+                super::nats::APP_USER.password.to_owned(),
+            )
             .connect(urls)
             .await
             .expect("a connection to the cluster");
@@ -155,6 +160,8 @@ impl NatsCluster {
             .env("NATS_ROUTE_3", &self.routes[2])
             .env("NATS_STORE", &m.store)
             .env("NATS_SYNC_INTERVAL", "120s")
+            .env("NATS_ORDERFLOW_PASSWORD", super::nats::APP_USER.password)
+            .env("NATS_INSPECTOR_PASSWORD", super::nats::INSPECTOR_USER.password)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -20,7 +20,7 @@ use orderflow::node::Node;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-pub use nats::{eventually, eventually_true, NatsServer};
+pub use nats::{eventually, eventually_true, NatsServer, APP_USER, INSPECTOR_USER};
 
 /// How long any saga in these tests may take to end.
 pub const SAGA_DEADLINE: Duration = Duration::from_secs(30);
@@ -48,6 +48,8 @@ pub struct TestApp {
 pub fn test_config(nats_url: &str) -> Config {
     let mut config = Config::default();
     config.nats.url = nats_url.to_owned();
+    config.nats.user = APP_USER.name.to_owned();
+    config.nats.password = APP_USER.password.to_owned();
     config.http.addr = "127.0.0.1:0".parse().expect("a literal address");
     config.consumers.nak_delay = Duration::from_millis(100);
     config.consumers.ack_wait = Duration::from_secs(5);
@@ -270,6 +272,8 @@ pub async fn orderflow_cli(nats_url: &str, args: &[&str]) -> std::process::Outpu
     tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
         .args(args)
         .env("ORDERFLOW_NATS__URL", nats_url)
+        .env("ORDERFLOW_NATS__USER", APP_USER.name)
+        .env("ORDERFLOW_NATS__PASSWORD", APP_USER.password)
         .env("ORDERFLOW_LOG", "warn")
         .env("ORDERFLOW_TOKEN", token(Role::Admin, "test-admin"))
         .kill_on_drop(true)

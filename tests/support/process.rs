@@ -53,6 +53,8 @@ impl NodeProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
             .arg("serve")
             .env("ORDERFLOW_NATS__URL", &self.nats_url)
+            .env("ORDERFLOW_NATS__USER", super::nats::APP_USER.name)
+            .env("ORDERFLOW_NATS__PASSWORD", super::nats::APP_USER.password)
             .env("ORDERFLOW_HTTP__ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("ORDERFLOW_STORE__PATH", &self.store)
             .env("ORDERFLOW_LOG", "warn")
