@@ -18,8 +18,10 @@ use super::{bulk, listing, order_events, orders, skus};
 #[openapi(
     info(
         title = "orderflow",
-        description = "Order-processing saga engine. Every error is `application/problem+json` (RFC 9457) with a stable `code`."
+        description = "Order-processing saga engine. Every error is `application/problem+json` (RFC 9457) with a stable `code`. Every operation needs `Authorization: Bearer <JWT>` (role `customer` or `admin`; 401 without, 403 or 404 for another customer's data, 429 with `Retry-After` over the rate limit), except `/healthz`, `/readyz`, `/metrics`, this document and `/api/v1/docs`."
     ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     paths(
         existing::place_order,
         listing::list,
@@ -73,6 +75,25 @@ use super::{bulk, listing, order_events, orders, skus};
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer JWT scheme every protected operation uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Where an order stands (as `actors::order::OrderStatus` serializes).
 #[derive(Debug, Serialize, ToSchema)]
