@@ -92,6 +92,51 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+        // What the guard answers on any protected operation, documented once
+        // here rather than in every annotation; open operations need no token.
+        let answer = |what: &str| {
+            let problem = utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                .build();
+            utoipa::openapi::ResponseBuilder::new()
+                .description(what)
+                .content("application/problem+json", problem)
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = matches!(
+                path.as_str(),
+                "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/docs"
+            );
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if open {
+                    // An empty requirement overrides the document's bearer one.
+                    operation.security = Some(vec![utoipa::openapi::security::SecurityRequirement::default()]);
+                    continue;
+                }
+                for (status, what) in [
+                    ("401", "No valid bearer token (`unauthorized`)"),
+                    ("403", "The caller's role or identity may not do this (`forbidden`)"),
+                    (
+                        "429",
+                        "Over the caller's rate limit (`rate-limited`); see `Retry-After`",
+                    ),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| answer(what).into());
+                }
+            }
+        }
     }
 }
 
@@ -209,4 +254,20 @@ const DOCS_PAGE: &str = include_str!("openapi/docs.html");
 )]
 pub async fn docs() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_PAGE))
+}
+
+#[cfg(test)]
+mod guard_answers_tests {
+    use super::*;
+
+    #[test]
+    fn protected_operations_document_the_guards_answers_and_open_ones_need_no_token() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let keys: Vec<&String> = doc["paths"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        assert!(
+            doc["paths"]["/api/v1/orders"]["post"]["responses"]["401"].is_object(),
+            "{keys:?}"
+        );
+        assert_eq!(doc["paths"]["/healthz"]["get"]["security"], serde_json::json!([{}]));
+    }
 }
