@@ -111,6 +111,8 @@ ORDERFLOW_AUTH__HS256_SECRET="$(cat "$SECRET_FILE")"
 export ORDERFLOW_AUTH__HS256_SECRET
 ADMIN_TOKEN="$("$APP_BIN" token --role admin --sub operator --ttl 12h)"
 
+# One after the other: the first creates the R3 streams; nodes creating them
+# all at once only queue up behind the meta leader.
 for i in $APPS; do
     port=$((8080 + SHIFT + i))
     log "starting orderflow node $((i + 1)) on http://127.0.0.1:$port (log $VAR/app$((i + 1)).log)"
@@ -118,10 +120,8 @@ for i in $APPS; do
         ORDERFLOW_HTTP__ADDR="127.0.0.1:$port" ORDERFLOW_STORE__PATH="$VAR/app$((i + 1))" \
         "$APP_BIN" serve </dev/null >>"$VAR/app$((i + 1)).log" 2>&1 &
     PIDS+=($!)
-done
-for i in $APPS; do
-    until http_ok "http://127.0.0.1:$((8080 + SHIFT + i))/readyz"; do
-        ((SECONDS < deadline + 60)) || die "orderflow node $((i + 1)) not ready (see $VAR/app$((i + 1)).log)"
+    until http_ok "http://127.0.0.1:$port/readyz"; do
+        ((SECONDS < deadline + 120)) || die "orderflow node $((i + 1)) not ready (see $VAR/app$((i + 1)).log)"
         sleep 0.2
     done
 done
