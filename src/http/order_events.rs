@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use schemas::subjects::EntityRef;
 use schemas::OrderId;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -133,16 +132,8 @@ pub async fn watch(
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     // Another customer's order is as unknown as a missing one.
     require_order(&app, &principal, order_id).await?;
-    // Subscribe before the first read, so an event stored in between still wakes the watch.
-    let wakes = app
-        .client
-        .subscribe(EntityRef::order(order_id).journal_filter())
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?;
-    app.client
-        .flush()
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    // Before the first read, so an event stored in between still wakes the watch.
+    let wakes = super::orders::subscribe_to_order(&app, order_id).await?;
     let mut watch = Watch {
         app,
         order_id,

@@ -315,6 +315,22 @@ pub async fn cancel(
 }
 
 /// Reads an order, first waiting up to `wait` for it to end.
+/// Every event stored for `order_id` from now on, as a wake-up call. Call it
+/// before reading the journal, so an event stored in between is not missed.
+pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<async_nats::Subscriber, Problem> {
+    let events = app
+        .client
+        .subscribe(EntityRef::order(order_id).journal_filter())
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    // The subscription is live at the server once the flush returns.
+    app.client
+        .flush()
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    Ok(events)
+}
+
 async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Result<OrderView, Problem> {
     let Some(wait) = wait else {
         return views::order(&app.journal, order_id)
@@ -322,16 +338,7 @@ async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Resu
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")));
     };
     let deadline = Instant::now() + wait;
-    // Subscribe before reading, so an ending published in between is not missed.
-    let mut events = app
-        .client
-        .subscribe(EntityRef::order(order_id).journal_filter())
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?;
-    app.client
-        .flush()
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    let mut events = subscribe_to_order(app, order_id).await?;
     loop {
         let view = views::order(&app.journal, order_id).await?;
         match view {

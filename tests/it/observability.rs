@@ -203,6 +203,19 @@ async fn metrics_expose_every_family_with_sane_values_after_a_small_load() {
     );
 }
 
+/// `/readyz` is 503 naming `missing`, and ready again after `orderflow setup`.
+async fn unready_until_setup(app: &TestApp, ready: &str, missing: &str) {
+    let (status, problem) = send(app.http.get(ready)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap_or_default().contains(missing),
+        "{problem}"
+    );
+    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(send(app.http.get(ready)).await.0, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn readiness_follows_the_broker_down_and_back() {
     let mut app = TestApp::spawn().await;
@@ -227,35 +240,12 @@ async fn readiness_follows_the_broker_down_and_back() {
     })
     .await;
 
-    // A missing stream is noticed (asked of the server, not assumed), and
-    // `orderflow setup` puts it back.
+    // A missing stream or bucket is noticed (asked of the server, not
+    // assumed), named, and `orderflow setup` puts it back.
     app.js.delete_stream("DEAD_LETTER_ACTIONS").await.expect("deleted");
-    let (status, problem) = send(app.http.get(&ready)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("DEAD_LETTER_ACTIONS"),
-        "{problem}"
-    );
-    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(send(app.http.get(&ready)).await.0, StatusCode::OK);
-    // So is a missing key-value bucket.
+    unready_until_setup(&app, &ready, "DEAD_LETTER_ACTIONS").await;
     app.js.delete_key_value("ORDERFLOW_NODES").await.expect("deleted");
-    let (status, problem) = send(app.http.get(&ready)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("KV_ORDERFLOW_NODES"),
-        "{problem}"
-    );
-    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(send(app.http.get(&ready)).await.0, StatusCode::OK);
+    unready_until_setup(&app, &ready, "KV_ORDERFLOW_NODES").await;
     // And the node works again.
     app.restock("SKU-1", 1).await;
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;

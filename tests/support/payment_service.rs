@@ -181,6 +181,8 @@ async fn charge(State(ledger): Shared, headers: HeaderMap, Json(body): Json<Valu
         )
     };
     if slow {
+        // The provider being slow is the behaviour under test, not a wait for
+        // anything: the charge is already stored, only the answer is late.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     (StatusCode::OK, answer)
