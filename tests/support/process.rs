@@ -70,7 +70,9 @@ impl NodeProcess {
         let ready = format!("{}/readyz", self.base());
         eventually(
             &format!("the node on {} to be ready (log: {})", self.base(), self.log.display()),
-            Duration::from_secs(30),
+            // A first node creates the R3 streams of a fresh cluster; on a
+            // loaded 2-core machine that alone can take tens of seconds.
+            Duration::from_secs(90),
             || async {
                 http.get(&ready)
                     .send()
