@@ -36,6 +36,35 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// Who may call the API.
     pub auth: AuthConfig,
+    /// How work is shared among nodes.
+    pub cluster: ClusterConfig,
+}
+
+/// How work is shared among nodes: partitions and their leases.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Partitions orders and SKUs are hashed into; the same on every node.
+    pub partitions: u16,
+    /// A partition lease outlives its last renewal by this long: how soon a
+    /// dead node's partitions move to the others. Renewed five times per TTL.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How long a node waits for a partition's owner to execute an input it
+    /// forwarded: longer than the slowest step (a charge with its retries),
+    /// and how soon a request lost with the owner's connection is retried.
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 32,
+            lease_ttl: Duration::from_secs(5),
+            forward_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// How callers of the API are authenticated.

@@ -10,11 +10,13 @@ use tokio::task::JoinSet;
 
 use crate::bus::journal::{NatsJournal, Reads};
 use crate::bus::{self, topology};
+use crate::cluster::leases::{self, Ownership};
 use crate::cluster::membership::{self, NodeCard};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
 use crate::http::{self, AppState};
 use crate::notify::NotifySetup;
+use crate::saga::sharded::Router;
 use crate::saga::{self, Actors};
 use crate::store::SledSnapshots;
 use crate::telemetry;
@@ -52,13 +54,28 @@ impl Node {
         let notify = NotifySetup::open(&js, &config.notifications)
             .await
             .context("setting up notifications")?;
+        let node_id = membership::node_id();
+        let ownership = Arc::new(Ownership::new(node_id.clone(), config.cluster.partitions));
+        let router = Router::new(ownership.clone(), client.clone(), config.cluster.forward_timeout);
         let actors = Arc::new(
-            Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config, &notify)
+            Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config, &notify, router)
                 .await
                 .context("starting actors")?,
         );
         let (stop, stopped) = watch::channel(false);
         let mut tasks = saga::spawn_inboxes(&js, &actors, &journal, &config, &stopped);
+        let (serving, forwarded) = (actors.clone(), client.clone());
+        tasks.spawn(leases::hold(
+            js.clone(),
+            ownership,
+            config.cluster.lease_ttl,
+            move |partition, handed_over| {
+                serving
+                    .clone()
+                    .serve_partition(forwarded.clone(), partition, handed_over)
+            },
+            stopped.clone(),
+        ));
         tasks.spawn(notify.customers.clone().follow(js.clone(), stopped.clone()));
         let orders = crate::read_model::follow::OrderReadModel::default();
         tasks.spawn(orders.clone().follow(js.clone(), stopped.clone()));
@@ -100,7 +117,7 @@ impl Node {
             }
         });
         let card = NodeCard {
-            id: membership::node_id(),
+            id: node_id,
             http: http_addr.to_string(),
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

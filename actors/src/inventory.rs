@@ -44,7 +44,7 @@ pub struct Stock {
 }
 
 /// Everything that may be asked of a SKU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InventoryCommand {
     /// Add units; `restock_id` names the request for de-duplication.
     Restock {

@@ -1,6 +1,7 @@
 //! What an actor needs from its journal. The `orderflow` binary implements
 //! it on JetStream; the actors never see NATS.
 
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 
 use schemas::subjects::EntityRef;
@@ -25,7 +26,7 @@ pub struct Appended {
 }
 
 /// Context carried from the input into every event it causes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
     /// The message id of the input, recorded as `Causation-Id`.
     pub message_id: Option<String>,

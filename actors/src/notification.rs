@@ -68,7 +68,7 @@ impl Told {
 }
 
 /// The ending to tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ending {
     /// Which order.
     pub order_id: OrderId,
@@ -81,7 +81,7 @@ pub struct Ending {
 }
 
 /// How to tell one customer, from their preferences and the node's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Tell nothing.
     pub opted_out: bool,
@@ -170,7 +170,7 @@ pub fn next_step(state: &Told, outcome: Outcome, plan: &Plan) -> Step {
 }
 
 /// What a send came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SendResult {
     /// Delivered: the text that was sent, after this many tries.
     Sent { message: String, attempts: u32 },
@@ -179,7 +179,7 @@ pub enum SendResult {
 }
 
 /// Everything that may be asked of an order's notifications.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NotificationCommand {
     /// Record that the customer opted out of this ending.
     OptOut(Ending),
@@ -379,7 +379,7 @@ pub trait Channels: Send + Sync + 'static {
 }
 
 /// What the notification inbox asks of an order's notifications.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NotifyIntent {
     /// Take the next step of telling `ending` by `plan`.
     Advance { ending: Ending, plan: Plan },

@@ -162,7 +162,7 @@ impl Order {
 pub type OrderState = Option<Order>;
 
 /// A payment actor's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentReply {
     /// Charged.
     Authorized { payment_id: String },
@@ -173,7 +173,7 @@ pub enum PaymentReply {
 }
 
 /// A SKU's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockReply {
     /// Units set aside.
     Reserved { quantity: Quantity },
@@ -182,7 +182,7 @@ pub enum StockReply {
 }
 
 /// Everything that may be asked of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderCommand {
     /// Create it.
     Place {

@@ -302,12 +302,13 @@ pub fn consumers(config: &Config) -> Vec<(&'static str, pull::Config)> {
     consumers
 }
 
-/// The key-value buckets a node needs: the live nodes, and customers'
+/// The key-value buckets a node needs: the live nodes, partition leases, and customers'
 /// notification preferences. Replicated like the streams; one value per key
 /// (the latest wins).
 pub fn buckets(config: &Config) -> Vec<kv::Config> {
     vec![
         crate::cluster::membership::bucket_config(config.nats.replicas),
+        crate::cluster::leases::bucket_config(config.nats.replicas, config.cluster.lease_ttl),
         kv::Config {
             bucket: crate::notify::preferences::BUCKET.to_owned(),
             description: "orderflow: customers' notification preferences".to_owned(),

@@ -1,8 +1,8 @@
 //! Which nodes are up: each node keeps a key in the `ORDERFLOW_NODES` bucket
 //! fresh, and the bucket's max age forgets a node that stopped refreshing.
 //! Nothing depends on it for correctness (OCC does); it is what operators
-//! and `orderflow cluster status` see, and the base partition ownership
-//! will balance on.
+//! and `orderflow cluster status` see, and what partition ownership
+//! balances over (`leases`).
 
 use std::time::{Duration, SystemTime};
 
@@ -16,10 +16,11 @@ use tokio::sync::watch;
 pub const BUCKET: &str = "ORDERFLOW_NODES";
 
 /// How often a node refreshes its key.
-pub const HEARTBEAT: Duration = Duration::from_secs(3);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How long a key outlives its last refresh: a node silent this long is gone.
-pub const EXPIRY: Duration = Duration::from_secs(10);
+/// How long a key outlives its last refresh: a node silent this long is
+/// gone, and the partitions it should own go to the others.
+pub const EXPIRY: Duration = Duration::from_secs(5);
 
 /// What a node says of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,4 +128,16 @@ pub async fn live_nodes(js: &Context) -> Result<Vec<LiveNode>, MembershipError> 
     }
     nodes.sort_by(|a, b| a.card.id.cmp(&b.card.id));
     Ok(nodes)
+}
+
+/// The ids of every node whose key is fresh.
+pub async fn live_ids(js: &Context) -> Result<std::collections::BTreeSet<String>, MembershipError> {
+    let fail = |e: &dyn std::fmt::Display| MembershipError(e.to_string());
+    let store = js.get_key_value(BUCKET).await.map_err(|e| fail(&e))?;
+    let mut keys = store.keys().await.map_err(|e| fail(&e))?;
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(key) = keys.next().await {
+        ids.insert(key.map_err(|e| fail(&e))?);
+    }
+    Ok(ids)
 }

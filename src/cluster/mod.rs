@@ -1,4 +1,7 @@
-//! Many nodes on one NATS cluster: who is up, and what the cluster looks like.
+//! Many nodes on one NATS cluster: who is up, who owns which partition, and
+//! what the cluster looks like.
 
+pub mod leases;
 pub mod membership;
+pub mod partitions;
 pub mod status;

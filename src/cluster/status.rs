@@ -1,13 +1,17 @@
-//! `orderflow cluster status`: the live app nodes, each stream's placement
-//! (leader, replicas, how current each is) and each durable consumer's lag,
+//! `orderflow cluster status`: the live app nodes, each partition's owner,
+//! each stream's placement (leader, replicas, how current each is) and each
+//! durable consumer's lag,
 //! straight from NATS (no node needs to be up).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use async_nats::jetstream::Context;
 use serde::Serialize;
 
+use super::leases;
 use super::membership::{self, LiveNode};
+use super::partitions::Partition;
 use crate::bus::topology;
 use crate::config::Config;
 
@@ -63,13 +67,20 @@ pub struct ClusterStatus {
     pub streams: Vec<StreamStatus>,
     /// The durable consumers.
     pub consumers: Vec<ConsumerStatus>,
-    /// How work is split among nodes.
-    pub partitioning: &'static str,
+    /// Each partition's owner, if its lease is held.
+    pub partitions: Vec<PartitionStatus>,
 }
 
-/// What is said of partitions until they exist.
-const PARTITIONING: &str = "none yet: every node pulls from every durable consumer (the server \
-     spreads messages over them) and optimistic concurrency keeps two nodes on one entity safe";
+/// One partition and the node holding its lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    /// Its number.
+    pub partition: Partition,
+    /// The node holding its lease; none between owners.
+    pub owner: Option<String>,
+    /// Since when (RFC 3339).
+    pub since: Option<String>,
+}
 
 /// Reads the status from the server `js` is connected to.
 pub async fn read(js: &Context, config: &Config) -> anyhow::Result<ClusterStatus> {
@@ -123,11 +134,25 @@ pub async fn read(js: &Context, config: &Config) -> anyhow::Result<ClusterStatus
             leader: info.cluster.and_then(|c| c.leader),
         });
     }
+    let mut leases = leases::leases(js).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no partition leases");
+        Default::default()
+    });
+    let partitions = (0..config.cluster.partitions)
+        .map(|partition| {
+            let lease = leases.remove(&partition);
+            PartitionStatus {
+                partition,
+                since: lease.as_ref().map(|l| l.since.clone()),
+                owner: lease.map(|l| l.node),
+            }
+        })
+        .collect();
     Ok(ClusterStatus {
         nodes,
         streams,
         consumers,
-        partitioning: PARTITIONING,
+        partitions,
     })
 }
 
@@ -174,6 +199,18 @@ pub fn render(status: &ClusterStatus) -> String {
             c.leader.as_deref().unwrap_or("-")
         );
     }
-    let _ = writeln!(out, "partitions: {}", status.partitioning);
+    let mut owners: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &status.partitions {
+        let owner = p.owner.as_deref().unwrap_or("(no owner)");
+        owners.entry(owner).or_default().push(p.partition.to_string());
+    }
+    let _ = writeln!(out, "partitions ({}), by owner:", status.partitions.len());
+    for (owner, partitions) in owners {
+        let _ = writeln!(out, "  {owner:<32} {:>3}: {}", partitions.len(), partitions.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "(consumers are shared by all nodes, so lag is per consumer; each input is executed by its partition's owner)"
+    );
     out
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::sharded::Done;
 use actors::order::OrderCommand;
-use actors::shell::Executed;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::Context;
 use schemas::headers as h;
@@ -65,7 +65,7 @@ impl AttentionRoute {
         let cause = envelope::cause_of(Some(&original.headers));
         match self.actors.orders.execute(&order, command, cause).await? {
             // Refused only for an order never placed (a stray Order-Id): nothing to flag.
-            Executed::Appended(_) | Executed::Rejected(_) => Ok(()),
+            Done::Appended(_) | Done::Refused(_) => Ok(()),
         }
     }
 }

@@ -8,7 +8,7 @@ use actors::journal::{Cause, Journal};
 use actors::notification::{Ending, NotifyIntent};
 use actors::order::{self, OrderCommand, OrderSaga, PaymentReply, StockReply};
 use actors::shell::behavior::PaymentIntent;
-use actors::shell::{Executed, StepError};
+use actors::shell::StepError;
 use actors::Aggregate;
 use async_nats::jetstream::message::Message;
 use futures::future::join_all;
@@ -21,6 +21,7 @@ use schemas::timer::{self, ReservationExpiry};
 use schemas::wire::{self, Event};
 use schemas::OrderId;
 
+use super::sharded::Done;
 use super::timers::ReservationTimers;
 use super::Actors;
 use crate::bus::envelope;
@@ -238,10 +239,10 @@ fn order_id(entity: &EntityRef) -> Result<OrderId, Failure> {
 
 /// Settles an actor's answer: stored or already done is success; a refusal
 /// is an anomaly worth a dead letter, never a silent drop.
-fn settled<A: Aggregate>(entity: &EntityRef, result: Result<Executed<A>, StepError>) -> Result<Vec<A::Event>, Failure> {
+fn settled<E>(entity: &EntityRef, result: Result<Done<E>, StepError>) -> Result<Vec<E>, Failure> {
     match result? {
-        Executed::Appended(events) => Ok(events),
-        Executed::Rejected(why) => Err(Failure::Poison(format!("{entity} refused: {why}"))),
+        Done::Appended(events) => Ok(events),
+        Done::Refused(why) => Err(Failure::Poison(format!("{entity} refused: {why}"))),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod dead_letters;
 mod handlers;
+pub mod sharded;
 pub mod timers;
 
 use std::sync::Arc;
@@ -12,11 +13,15 @@ use actors::order::OrderSaga;
 use actors::shell::directory::DirectoryConfig;
 use actors::shell::{Directory, DirectoryError, PaymentBehavior, Pure};
 use actors::snapshot::SnapshotStore;
+use futures::StreamExt;
+use schemas::subjects::EntityKind;
+use sharded::{Router, Sharded};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::bus::journal::NatsJournal;
 use crate::bus::{inbox, topology};
+use crate::cluster::partitions::Partition;
 use crate::config::Config;
 use crate::dead_letters::DEAD_LETTER_ACTIONS;
 use crate::gateway::{HttpGatewayError, PaymentProvider};
@@ -36,24 +41,26 @@ pub struct Actors {
     /// The payment provider the payment actors call (shared, with its breaker).
     pub gateway: Arc<PaymentProvider>,
     /// Order sagas, by order id.
-    pub orders: Directory<Pure<OrderSaga>, NatsJournal>,
+    pub orders: Sharded<Pure<OrderSaga>>,
     /// Payments, by order id.
-    pub payments: Directory<PaymentBehavior<PaymentProvider>, NatsJournal>,
+    pub payments: Sharded<PaymentBehavior<PaymentProvider>>,
     /// Stock, by SKU.
-    pub inventory: Directory<Pure<Inventory>, NatsJournal>,
+    pub inventory: Sharded<Pure<Inventory>>,
     /// Notifications, by order id.
-    pub notifications: Directory<NotifyBehavior<Notifier>, NatsJournal>,
+    pub notifications: Sharded<NotifyBehavior<Notifier>>,
     /// Preferences and plans for the notifications.
     pub notify: NotifySetup,
 }
 
 impl Actors {
-    /// Starts the four supervisors.
+    /// Starts the four supervisors; `router` sends each input to the node
+    /// owning its entity's partition.
     pub async fn start(
         journal: Arc<NatsJournal>,
         snapshots: Arc<dyn SnapshotStore>,
         config: &Config,
         notify: &NotifySetup,
+        router: Router,
     ) -> Result<Self, StartError> {
         let a = &config.actors;
         let directory = DirectoryConfig {
@@ -64,26 +71,43 @@ impl Actors {
         };
         let gateway = Arc::new(PaymentProvider::from_config(&config.gateway)?);
         let (j, s, d) = (&journal, &snapshots, &directory);
+        let r = &router;
         Ok(Self {
             gateway: gateway.clone(),
-            orders: Directory::start("order", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
-            payments: Directory::start(
-                "payment",
-                Arc::new(PaymentBehavior::new(gateway)),
-                j.clone(),
-                s.clone(),
-                d.clone(),
-            )
-            .await?,
-            inventory: Directory::start("inventory", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
-            notifications: Directory::start(
-                "notification",
-                Arc::new(NotifyBehavior::new(notify.notifier.clone())),
-                j.clone(),
-                s.clone(),
-                d.clone(),
-            )
-            .await?,
+            orders: Sharded::new(
+                EntityKind::Order,
+                Directory::start("order", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
+                r.clone(),
+            ),
+            payments: Sharded::new(
+                EntityKind::Payment,
+                Directory::start(
+                    "payment",
+                    Arc::new(PaymentBehavior::new(gateway)),
+                    j.clone(),
+                    s.clone(),
+                    d.clone(),
+                )
+                .await?,
+                r.clone(),
+            ),
+            inventory: Sharded::new(
+                EntityKind::Inventory,
+                Directory::start("inventory", Arc::default(), j.clone(), s.clone(), d.clone()).await?,
+                r.clone(),
+            ),
+            notifications: Sharded::new(
+                EntityKind::Notification,
+                Directory::start(
+                    "notification",
+                    Arc::new(NotifyBehavior::new(notify.notifier.clone())),
+                    j.clone(),
+                    s.clone(),
+                    d.clone(),
+                )
+                .await?,
+                r.clone(),
+            ),
             notify: notify.clone(),
         })
     }
@@ -94,11 +118,60 @@ impl Actors {
     pub async fn passivate_all(&self) {
         let deadline = std::time::Duration::from_secs(5);
         tokio::join!(
-            self.orders.passivate_all(deadline),
-            self.payments.passivate_all(deadline),
-            self.inventory.passivate_all(deadline),
-            self.notifications.passivate_all(deadline),
+            self.orders.local().passivate_all(deadline),
+            self.payments.local().passivate_all(deadline),
+            self.inventory.local().passivate_all(deadline),
+            self.notifications.local().passivate_all(deadline),
         );
+    }
+
+    /// Answers the inputs other nodes forward for `partition` until
+    /// `stopped` turns true (this node handed the partition over); inputs
+    /// already taken finish.
+    pub async fn serve_partition(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        partition: Partition,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let subject = format!("{}.{partition}.*", sharded::PREFIX);
+        // A queue group: during a hand-over two nodes may listen; one answers.
+        let mut requests = match client.queue_subscribe(subject.clone(), "owner".into()).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "cannot serve partition; its inputs run wherever they arrive");
+                return;
+            }
+        };
+        loop {
+            let request = tokio::select! {
+                request = requests.next() => request,
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            let Some(request) = request else { break };
+            let Some(reply) = request.reply.clone() else { continue };
+            let (actors, client) = (self.clone(), client.clone());
+            tokio::spawn(async move {
+                let answer = match request.subject.rsplit('.').next() {
+                    Some(space) if space == EntityKind::Order.space() => actors.orders.answer(&request.payload).await,
+                    Some(space) if space == EntityKind::Payment.space() => {
+                        actors.payments.answer(&request.payload).await
+                    }
+                    Some(space) if space == EntityKind::Inventory.space() => {
+                        actors.inventory.answer(&request.payload).await
+                    }
+                    Some(space) if space == EntityKind::Notification.space() => {
+                        actors.notifications.answer(&request.payload).await
+                    }
+                    // Nobody answers: the sender executes it itself.
+                    _ => return,
+                };
+                if let Err(e) = client.publish(reply, answer).await {
+                    tracing::warn!(error = %e, "answer to a forwarded input not sent; it will be redelivered");
+                }
+            });
+        }
+        let _ = requests.unsubscribe().await;
     }
 }
 

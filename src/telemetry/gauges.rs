@@ -37,12 +37,12 @@ pub fn run(
                 _ = stop.changed() => return,
             }
             for (kind, gauge) in [
-                ("order", actors.orders.gauge()),
-                ("payment", actors.payments.gauge()),
-                ("inventory", actors.inventory.gauge()),
-                ("notification", actors.notifications.gauge()),
+                ("order", actors.orders.local().gauge()),
+                ("payment", actors.payments.local().gauge()),
+                ("inventory", actors.inventory.local().gauge()),
+                ("notification", actors.notifications.local().gauge()),
             ] {
-                super::actors(kind, gauge.now(), gauge.passivated(), gauge.replaced());
+                super::actors(kind, gauge.now(), gauge.peak(), gauge.passivated(), gauge.replaced());
             }
             // The order saga reads three streams under one name; its lag is their sum.
             let mut lag: BTreeMap<&str, (u64, usize)> = BTreeMap::new();

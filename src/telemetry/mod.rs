@@ -5,6 +5,7 @@
 pub mod gauges;
 pub mod logs;
 pub mod otlp;
+pub mod partitions;
 pub mod payments;
 pub mod trace_context;
 
@@ -37,6 +38,7 @@ pub fn prometheus() -> PrometheusHandle {
             }
             describe();
             payments::describe();
+            partitions::describe();
             register_zeroes();
             payments::register_zeroes();
             handle
@@ -66,6 +68,10 @@ fn describe() {
         "From a saga step's request to its answer, by step"
     );
     describe_gauge!("orderflow_actors_live", "Live actors, by kind");
+    describe_gauge!(
+        "orderflow_actors_peak",
+        "The most actors of a kind live at once since the node started"
+    );
     describe_counter!(
         "orderflow_actor_passivations_total",
         "Actors snapshotted and stopped, by kind"
@@ -238,8 +244,9 @@ pub fn order_ended(status: &'static str, took: Option<std::time::Duration>) {
 }
 
 /// One kind of actor's numbers, as its directory counts them.
-pub fn actors(kind: &'static str, live: usize, passivations: u64, restarts: u64) {
+pub fn actors(kind: &'static str, live: usize, peak: usize, passivations: u64, restarts: u64) {
     gauge!("orderflow_actors_live", "kind" => kind).set(live as f64);
+    gauge!("orderflow_actors_peak", "kind" => kind).set(peak as f64);
     counter!("orderflow_actor_passivations_total", "kind" => kind).absolute(passivations);
     counter!("orderflow_actor_restarts_total", "kind" => kind).absolute(restarts);
 }

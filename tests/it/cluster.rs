@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::NatsCluster;
 use crate::support::load::{all_ended, place_mixed, Mix};
 use crate::support::process::NodeProcess;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use serde_json::Value;
 
-use crate::support::{audit_passes, eventually, orderflow_cli, SAGA_DEADLINE};
+use crate::support::{audit_passes, eventually, metric_value, orderflow_cli, SAGA_DEADLINE};
+
+/// The partitions a node's default configuration hashes work into.
+const PARTITIONS: u16 = 32;
 
 /// How long a loaded 2-core machine may take to settle every order.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -41,6 +45,8 @@ impl Rig {
                 ("ORDERFLOW_NATS__REPLICAS", "3"),
                 ("ORDERFLOW_CONSUMERS__ACK_WAIT", "2s"),
                 ("ORDERFLOW_CONSUMERS__NAK_DELAY", "100ms"),
+                // Like ack_wait: a forward lost with a killed server is retried soon.
+                ("ORDERFLOW_CLUSTER__FORWARD_TIMEOUT", "2s"),
                 ("ORDERFLOW_NODE__SHUTDOWN_TIMEOUT", "20s"),
                 ("ORDERFLOW_LOG", "warn,actors::shell=debug"),
             ];
@@ -86,6 +92,49 @@ impl Rig {
         .await;
     }
 
+    /// Each partition's owner (by lease), and each live node's id by HTTP address.
+    async fn owners(&self) -> (BTreeMap<u16, String>, BTreeMap<String, String>) {
+        let mut owners = BTreeMap::new();
+        if let Ok(leases) = self.js.get_key_value("ORDERFLOW_PARTITIONS").await {
+            for p in 0..PARTITIONS {
+                if let Ok(Some(lease)) = leases.get(p.to_string()).await {
+                    let lease: Value = serde_json::from_slice(&lease).unwrap_or_default();
+                    if let Some(node) = lease["node"].as_str() {
+                        owners.insert(p, node.to_owned());
+                    }
+                }
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        if let Ok(members) = self.js.get_key_value("ORDERFLOW_NODES").await {
+            if let Ok(keys) = members.keys().await {
+                let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
+                for key in keys {
+                    if let Ok(Some(card)) = members.get(&key).await {
+                        let card: Value = serde_json::from_slice(&card).unwrap_or_default();
+                        if let Some(http) = card["http"].as_str() {
+                            nodes.insert(format!("http://{http}"), key);
+                        }
+                    }
+                }
+            }
+        }
+        (owners, nodes)
+    }
+
+    /// Waits until every partition is owned and the owners are exactly the
+    /// nodes at `bases` (each holding some): the leases are balanced.
+    async fn balanced_over(&self, bases: &[String]) -> BTreeMap<u16, String> {
+        eventually("every partition owned by the live nodes", SAGA_DEADLINE, || async {
+            let (owners, nodes) = self.owners().await;
+            let wanted: BTreeSet<&String> = bases.iter().filter_map(|b| nodes.get(b)).collect();
+            let holding: BTreeSet<&String> = owners.values().collect();
+            (owners.len() == usize::from(PARTITIONS) && wanted.len() == bases.len() && holding == wanted)
+                .then_some(owners)
+        })
+        .await
+    }
+
     /// Every order ended (asked of node `via`), and the audit passes.
     async fn settles(&self, ids: &[String], via: usize) {
         let orders = all_ended(&self.http, &self.nodes[via].base(), ids, SETTLE).await;
@@ -104,8 +153,33 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     assert_eq!(cluster.replicas.len(), 2, "a leader and two replicas: {cluster:?}");
 
     restock(&rig, &["C1", "C2"], 1_000).await;
+    rig.balanced_over(&rig.bases()).await;
     let ids = rig.load(&Mix::new(300, &["C1", "C2"])).await.expect("the load ran");
     rig.settles(&ids, 2).await;
+
+    // Inputs landing on a node that does not own their partition were
+    // forwarded to the owner, so each hot SKU's actor lived on one node only.
+    // (The peak gauge is refreshed every poll interval, hence the wait.)
+    let (forwarded, inventory_actors) = eventually("every node's gauges refreshed", SAGA_DEADLINE, || async {
+        let (mut forwarded, mut inventory_actors) = (0.0, 0.0);
+        for base in rig.bases() {
+            let text = rig
+                .http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            forwarded += metric_value(&text, r#"orderflow_inputs_routed_total{route="forwarded"}"#).unwrap_or(0.0);
+            inventory_actors += metric_value(&text, r#"orderflow_actors_peak{kind="inventory"}"#)?;
+        }
+        (inventory_actors >= 2.0).then_some((forwarded, inventory_actors))
+    })
+    .await;
+    assert!(forwarded > 0.0, "no input was forwarded to its partition's owner");
+    assert_eq!(inventory_actors, 2.0, "C1 and C2 each had one actor, on one node");
 
     // `orderflow cluster status` sees the three nodes, R3 streams with a
     // leader and two current followers, and every consumer caught up.
@@ -138,6 +212,17 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     let consumers = status["consumers"].as_array().cloned().unwrap_or_default();
     assert!(consumers.len() >= 6, "{status}");
     assert!(consumers.iter().all(|c| c["pending"] == 0), "all caught up: {status}");
+    // ... and every partition with one of the three as its owner.
+    let ids: BTreeSet<&str> = status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    let partitions = status["partitions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(partitions.len(), usize::from(PARTITIONS), "{status}");
+    let owners: BTreeSet<&str> = partitions.iter().filter_map(|p| p["owner"].as_str()).collect();
+    assert_eq!(owners, ids, "every node owns partitions, and only they do: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,13 +231,31 @@ async fn sigkill_of_an_app_node_mid_load_loses_nothing() {
     restock(&rig, &["K1", "K2"], 1_000).await;
     let load = rig.load(&Mix::new(300, &["K1", "K2"]));
     rig.orders_hold(300).await;
+    let before = rig.balanced_over(&rig.bases()).await;
+    let victim = rig
+        .owners()
+        .await
+        .1
+        .get(&rig.nodes[1].base())
+        .cloned()
+        .expect("node 1's id");
+    let held = before.values().filter(|o| **o == victim).count();
+    assert!(held > 0, "node 1 owned partitions: {before:?}");
     let killed = Instant::now();
     rig.nodes[1].kill().await;
-    // The others take over what it held: its unacked inputs come back after
-    // ack_wait (2 s) to whichever node pulls next.
+    // Its leases age out (lease_ttl) and the two others take them; its
+    // unacked inputs come back after ack_wait (2 s) to whichever pulls next.
+    let survivors = [rig.nodes[0].base(), rig.nodes[2].base()];
+    let after = rig.balanced_over(&survivors).await;
+    let moved = killed.elapsed();
+    assert!(after.values().all(|o| *o != victim), "{after:?}");
     let ids = load.await.expect("the load ran");
     rig.settles(&ids, 0).await;
-    eprintln!("all orders settled {:?} after the SIGKILL", killed.elapsed());
+    eprintln!(
+        "failover: the {held} partitions of the SIGKILLed node were owned by the others {moved:?} after the kill; \
+         all orders settled {:?} after it",
+        killed.elapsed()
+    );
     rig.nodes[1].restart().await;
     audit_passes(&rig.js).await;
 }
@@ -207,8 +310,12 @@ async fn a_rolling_restart_under_load_loses_nothing_and_does_nothing_twice() {
     for i in 0..3 {
         let exit = rig.nodes[i].terminate(Duration::from_secs(25)).await;
         assert!(exit.is_some_and(|s| s.success()), "node {i} stops cleanly: {exit:?}");
+        // A node that stops hands its partitions over at once.
+        let others: Vec<String> = (0..3).filter(|j| *j != i).map(|j| rig.nodes[j].base()).collect();
+        rig.balanced_over(&others).await;
         rig.nodes[i].restart().await;
     }
+    rig.balanced_over(&rig.bases()).await;
     let ids = load.await.expect("the load ran");
     rig.settles(&ids, 1).await;
 }

@@ -18,10 +18,10 @@ const ALL_ENDED: Duration = Duration::from_secs(120);
 async fn kill_any(actors: &orderflow::saga::Actors, pick: usize) -> bool {
     let mut live: Vec<(EntityKind, String)> = Vec::new();
     for (kind, ids) in [
-        (EntityKind::Order, actors.orders.live_ids().await),
-        (EntityKind::Payment, actors.payments.live_ids().await),
-        (EntityKind::Inventory, actors.inventory.live_ids().await),
-        (EntityKind::Notification, actors.notifications.live_ids().await),
+        (EntityKind::Order, actors.orders.local().live_ids().await),
+        (EntityKind::Payment, actors.payments.local().live_ids().await),
+        (EntityKind::Inventory, actors.inventory.local().live_ids().await),
+        (EntityKind::Notification, actors.notifications.local().live_ids().await),
     ] {
         live.extend(ids.into_iter().map(|id| (kind, id)));
     }
@@ -30,10 +30,10 @@ async fn kill_any(actors: &orderflow::saga::Actors, pick: usize) -> bool {
     };
     let entity = EntityRef { kind, id };
     let cell = match kind {
-        EntityKind::Order => actors.orders.actor_of(&entity).await,
-        EntityKind::Payment => actors.payments.actor_of(&entity).await,
-        EntityKind::Inventory => actors.inventory.actor_of(&entity).await,
-        EntityKind::Notification => actors.notifications.actor_of(&entity).await,
+        EntityKind::Order => actors.orders.local().actor_of(&entity).await,
+        EntityKind::Payment => actors.payments.local().actor_of(&entity).await,
+        EntityKind::Inventory => actors.inventory.local().actor_of(&entity).await,
+        EntityKind::Notification => actors.notifications.local().actor_of(&entity).await,
     };
     cell.map(|c| c.kill()).is_some()
 }
@@ -222,10 +222,10 @@ async fn a_small_cap_on_live_actors_holds_and_passivated_actors_recover() {
 
     let actors = app.node.as_ref().expect("a node").actors.clone();
     for (kind, gauge) in [
-        ("order", actors.orders.gauge()),
-        ("payment", actors.payments.gauge()),
-        ("inventory", actors.inventory.gauge()),
-        ("notification", actors.notifications.gauge()),
+        ("order", actors.orders.local().gauge()),
+        ("payment", actors.payments.local().gauge()),
+        ("inventory", actors.inventory.local().gauge()),
+        ("notification", actors.notifications.local().gauge()),
     ] {
         assert!(
             gauge.peak() <= 8,

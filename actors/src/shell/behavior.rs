@@ -1,5 +1,6 @@
 //! How an input becomes a command: directly, or after an outside effect.
 
+use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -57,7 +58,7 @@ where
 }
 
 /// What the saga asks of a payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentIntent {
     /// Charge the order's total.
     Charge {
