@@ -26,7 +26,7 @@ mkdir -p "$ROOT/var"
 ORDERFLOW_HTTP__RATE_LIMIT__PER_SECOND=0 ORDERFLOW_CLUSTER_NODES="$NODES" ORDERFLOW_CLUSTER_BASE_PORT="$SHIFT" \
     "$ROOT/scripts/cluster.sh" >"$LOG" 2>&1 &
 CLUSTER=$!
-trap 'kill -INT $CLUSTER 2>/dev/null || true; wait $CLUSTER 2>/dev/null || true' EXIT
+trap 'kill -TERM $CLUSTER 2>/dev/null || true; wait $CLUSTER 2>/dev/null || true' EXIT
 
 for _ in $(seq 1 1200); do
     grep -q 'export ORDERFLOW_TOKEN=' "$LOG" && break

@@ -42,12 +42,11 @@ PIDS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    # The apps first (they drain and snapshot), then the servers.
+    # The apps first, each waited for (they drain, hand their partitions
+    # over and snapshot, which needs NATS), then the servers.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
+        wait "${PIDS[$i]}" 2>/dev/null || true
     done
     exit "$rc"
 }

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use actors::journal::{Appended, Cause, Journal, JournalError, Journaled};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::Context;
@@ -259,7 +258,7 @@ impl Journal for NatsJournal {
                     duplicate: ack.duplicate,
                 })
             }
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(e) if crate::bus::is_wrong_last_sequence(&e) => {
                 telemetry::occ_conflict(entity.kind);
                 Err(JournalError::Conflict)
             }

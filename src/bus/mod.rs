@@ -9,7 +9,24 @@ pub mod topology;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::ErrorCode;
+
 use crate::config::NatsConfig;
+
+/// True when a publish was refused by its expected-last-sequence check (an
+/// optimistic-concurrency conflict). A replicated stream's leader refuses
+/// with error code 10164 rather than 10071, which async-nats does not map to
+/// `WrongLastSequence`; found by the cluster bench, where every conflict was
+/// retried as an outage.
+pub fn is_wrong_last_sequence(e: &PublishError) -> bool {
+    if e.kind() == PublishErrorKind::WrongLastSequence {
+        return true;
+    }
+    std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|e| e.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)
+}
 
 /// Connects to the broker as `nats.user` (over TLS if asked); fails fast if
 /// it is down, reconnects forever once up.

@@ -3,7 +3,6 @@
 //! operators cannot both handle it, and never deleted (the trace).
 
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::Context;
 use schemas::headers as h;
@@ -101,7 +100,7 @@ pub async fn record(js: &Context, id: u64, handling: &Handling) -> Result<(), De
     let stored = async { js.publish_with_headers(subject, headers, body.into()).await?.await };
     match stored.await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(DeadLetterError::AlreadyHandled {
+        Err(e) if crate::bus::is_wrong_last_sequence(&e) => Err(DeadLetterError::AlreadyHandled {
             id,
             handling: Box::new(self::handling(js, id).await?),
         }),

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
@@ -358,7 +357,7 @@ impl DeadLetters {
                 .map_err(|e| nats("publishing the replay")(e.into()))?;
             match published.await {
                 Ok(ack) => return Ok(ack),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
+                Err(e) if crate::bus::is_wrong_last_sequence(&e) => continue,
                 Err(e) => return Err(nats("storing the replay")(e.into())),
             }
         }

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use actors::journal::Cause;
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::Context;
 use schemas::headers as h;
 use schemas::timer::{self, ReservationExpiry};
@@ -60,7 +59,7 @@ impl ReservationTimers {
         match ack.await {
             Ok(_) => Ok(()),
             // A schedule is pending already: the timer is set.
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(()),
+            Err(e) if crate::bus::is_wrong_last_sequence(&e) => Ok(()),
             Err(e) => Err(transient(&e)),
         }
     }

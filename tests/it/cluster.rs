@@ -12,7 +12,12 @@ use crate::support::load::{all_ended, place_mixed, Mix};
 use crate::support::process::NodeProcess;
 use std::collections::{BTreeMap, BTreeSet};
 
+use actors::journal::{Cause, Journal, JournalError};
 use futures::StreamExt;
+use orderflow::bus::journal::{NatsJournal, Reads};
+use schemas::inventory::InventoryEvent;
+use schemas::subjects::EntityRef;
+use schemas::Sku;
 use serde_json::Value;
 
 use crate::support::{audit_passes, eventually, metric_value, orderflow_cli, SAGA_DEADLINE};
@@ -318,6 +323,50 @@ async fn a_rolling_restart_under_load_loses_nothing_and_does_nothing_twice() {
     rig.balanced_over(&rig.bases()).await;
     let ids = load.await.expect("the load ran");
     rig.settles(&ids, 1).await;
+}
+
+/// On an R3 stream the leader refuses a stale append with another error
+/// code (10164) than a single server (10071); both must read as a conflict,
+/// or every lost optimistic-concurrency race in a cluster is retried as an
+/// outage (Nak with a growing delay) instead of re-decided at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_append_on_a_replicated_stream_is_a_conflict() {
+    let cluster = NatsCluster::start().await;
+    let js = cluster.jetstream().await;
+    let mut config = crate::support::test_config(&cluster.url());
+    config.nats.replicas = 3;
+    orderflow::bus::topology::ensure_patiently(&js, &config)
+        .await
+        .expect("topology");
+    let journal = NatsJournal::open_with(js, Reads::Leader).await.expect("journal");
+    let sku = Sku::parse("OCC-1").expect("sku");
+    let entity = EntityRef::inventory(&sku);
+    let restock = |n: u64| InventoryEvent::Restocked {
+        sku: sku.clone(),
+        quantity: n,
+        restock_id: format!("r{n}"),
+        available: n,
+    };
+    let first = eventually("the first append", SAGA_DEADLINE, || async {
+        journal.append(&entity, 0, &restock(1), &Cause::default()).await.ok()
+    })
+    .await;
+    assert!(!first.duplicate);
+    assert_eq!(
+        journal.append(&entity, 0, &restock(2), &Cause::default()).await,
+        Err(JournalError::Conflict)
+    );
+    // Racing writers: while one append is in flight, the leader refuses the
+    // others up front (that is where 10164 comes from). One wins; every
+    // other one is a conflict, none an outage.
+    let racing = (10..30).map(|n| {
+        let (journal, entity, event) = (&journal, &entity, restock(n));
+        async move { journal.append(entity, first.seq, &event, &Cause::default()).await }
+    });
+    let results = futures::future::join_all(racing).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let lost = results.iter().filter(|r| **r == Err(JournalError::Conflict)).count();
+    assert_eq!((won, lost), (1, 19), "{results:?}");
 }
 
 impl Drop for Rig {
