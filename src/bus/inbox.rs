@@ -30,7 +30,17 @@ pub enum Failure {
     /// Not now, by design (an outside party is known to be down): ask again after `retry_in`.
     #[error("waiting: {reason}")]
     Wait { reason: String, retry_in: Duration },
+    /// The entity refused the input: poison, but believed only from the
+    /// [`REFUSAL_BELIEVED_AT`]-th delivery on. In a cluster a consumer on a
+    /// follower can deliver a message before the stream leader (which
+    /// journal reads ask) has stored it, so the first refusal may come from
+    /// a journal read that trails the input in hand.
+    #[error("refused: {0}")]
+    Refused(String),
 }
+
+/// The delivery from which a refusal is believed and dead-lettered.
+pub const REFUSAL_BELIEVED_AT: i64 = 3;
 
 impl From<actors::shell::StepError> for Failure {
     fn from(e: actors::shell::StepError) -> Self {
@@ -110,7 +120,12 @@ pub async fn run<H: Handler>(
                     let span = input_span(durable, &message);
                     tokio::spawn(
                         async move {
-                            let outcome = handler.handle(&message).await;
+                            let outcome = match handler.handle(&message).await {
+                                Err(Failure::Refused(why)) if delivered >= REFUSAL_BELIEVED_AT => {
+                                    Err(Failure::Poison(why))
+                                }
+                                outcome => outcome,
+                            };
                             if outcome.is_ok() {
                                 if let Some(published) = published {
                                     telemetry::step_done(durable, published);
@@ -182,6 +197,11 @@ async fn settle(consumer: &'static str, message: &Message, outcome: Result<(), F
         }
         Err(Failure::Transient(reason)) => {
             tracing::info!(consumer, subject = %message.subject, %reason, "retrying later");
+            telemetry::inbox_settled(consumer, "nak");
+            AckKind::Nak(Some(retry_delay))
+        }
+        Err(Failure::Refused(reason)) => {
+            tracing::info!(consumer, subject = %message.subject, %reason, "refused; asking again before believing it");
             telemetry::inbox_settled(consumer, "nak");
             AckKind::Nak(Some(retry_delay))
         }

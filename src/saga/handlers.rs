@@ -242,16 +242,17 @@ fn order_id(entity: &EntityRef) -> Result<OrderId, Failure> {
 fn settled<E>(entity: &EntityRef, result: Result<Done<E>, StepError>) -> Result<Vec<E>, Failure> {
     match result? {
         Done::Appended(events) => Ok(events),
-        Done::Refused(why) => Err(Failure::Poison(format!("{entity} refused: {why}"))),
+        Done::Refused(why) => Err(Failure::Refused(format!("{entity} refused: {why}"))),
     }
 }
 
-/// The worst of several outcomes: any poison wins, then any transient.
+/// The worst of several outcomes: any poison wins, then any refusal, then any transient.
 fn all_settled(results: Vec<Result<(), Failure>>) -> Result<(), Failure> {
     let mut worst = Ok(());
     for r in results {
         match (&worst, r) {
             (_, Err(Failure::Poison(p))) => return Err(Failure::Poison(p)),
+            (_, Err(Failure::Refused(r))) => worst = Err(Failure::Refused(r)),
             (Ok(()), Err(t)) => worst = Err(t),
             _ => {}
         }

@@ -149,3 +149,49 @@ async fn a_step_that_fails_twice_is_retried_with_the_backoff_and_completes_witho
     );
     assert!(!crate::support::history(&order).contains(&"attention_required".to_owned()));
 }
+
+/// An input its entity refuses (a payment answer for an order never placed)
+/// is dead-lettered with the refusal as its reason, but only on its third
+/// delivery: a first refusal may come from a journal read that trails the
+/// input in a cluster.
+#[tokio::test]
+async fn a_refused_input_is_believed_on_its_third_delivery_then_dead_lettered() {
+    use actors::journal::{Cause, Journal};
+    use orderflow::bus::journal::NatsJournal;
+    use schemas::payment::PaymentEvent;
+    use schemas::subjects::EntityRef;
+
+    let nats = crate::support::NatsServer::start().await;
+    let mut config = crate::support::test_config(&nats.url());
+    config.consumers.nak_delay = Duration::from_millis(50);
+    let app = TestApp::spawn_on(nats, config).await;
+    let stray = schemas::OrderId::parse(&uuid::Uuid::new_v4().to_string()).expect("an order id");
+    let journal = NatsJournal::open(app.js.clone()).await.expect("journal");
+    let authorized = PaymentEvent::Authorized {
+        order_id: stray,
+        payment_id: "pay_stray".into(),
+        amount: schemas::Money {
+            minor: 100,
+            currency: schemas::Currency::default(),
+        },
+    };
+    let stored = journal
+        .append(&EntityRef::payment(stray), 0, &authorized, &Cause::default())
+        .await
+        .expect("stored");
+    let advisory: Value = eventually("the refused answer to be dead-lettered", SAGA_DEADLINE, || async {
+        app.stored(DEAD_LETTERS, "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
+            .await
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
+            .find(|a| a["stream"] == "PAYMENTS" && a["stream_seq"].as_u64() == Some(stored.seq))
+    })
+    .await;
+    assert_eq!(advisory["consumer"], "order-saga", "{advisory}");
+    assert_eq!(advisory["deliveries"], 3, "{advisory}");
+    let reason = advisory["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("refused") && reason.contains("does not exist"),
+        "{advisory}"
+    );
+}
