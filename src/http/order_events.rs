@@ -92,7 +92,7 @@ impl Watch {
                 return None;
             }
             // Nothing new to tell: wait for the journal to move.
-            self.wakes.next().await?;
+            super::orders::wake(&mut self.wakes, tokio::time::Instant::now() + KEEP_ALIVE).await?;
             if let Err(problem) = self.catch_up().await {
                 self.ended = true;
                 let event = Event::default().event("error").json_data(&problem).ok()?;
