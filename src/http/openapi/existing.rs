@@ -7,7 +7,7 @@ use crate::http::orders::PlaceOrderBody;
 use crate::http::problem::Problem;
 use crate::http::skus::RestockBody;
 
-use super::{OrderViewDoc, SkuViewDoc};
+use super::{OrderViewDoc, SkuListDoc, SkuViewDoc, StatusDoc};
 
 /// `orders::place`.
 #[utoipa::path(
@@ -273,3 +273,27 @@ fn metrics() {}
     )
 )]
 fn readyz() {}
+
+/// `skus::list`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/skus",
+    tag = "skus",
+    responses(
+        (status = 200, description = "Every SKU ever restocked, with its stock", body = SkuListDoc),
+        (status = 503, description = "Unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn list_skus() {}
+
+/// `status::status`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/status",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Consumer lag and the dead-letter backlog", body = StatusDoc),
+        (status = 503, description = "Unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn admin_status() {}
