@@ -202,13 +202,9 @@ function addLine(sku = '') {
   const row = el(
     'div',
     { class: 'line' },
-    el('label', { for: `line-sku-${n}` }, `SKU (item ${n})`),
-    el('input', { id: `line-sku-${n}`, class: 'line-sku', list: `skus-${n}`, required: '', value: sku }),
-    options,
-    el('label', { for: `line-qty-${n}` }, 'Quantity'),
-    el('input', { id: `line-qty-${n}`, class: 'line-qty', type: 'number', min: '1', required: '', value: '1' }),
-    el('label', { for: `line-price-${n}` }, 'Unit price (cents)'),
-    el('input', { id: `line-price-${n}`, class: 'line-price', type: 'number', min: '0', required: '', value: '1250' }),
+    el('div', { class: 'field' }, el('label', { for: `line-sku-${n}` }, `SKU (item ${n})`), el('input', { id: `line-sku-${n}`, class: 'line-sku', list: `skus-${n}`, required: '', value: sku }), options),
+    el('div', { class: 'field' }, el('label', { for: `line-qty-${n}` }, 'Quantity'), el('input', { id: `line-qty-${n}`, class: 'line-qty', type: 'number', min: '1', required: '', value: '1' })),
+    el('div', { class: 'field' }, el('label', { for: `line-price-${n}` }, 'Unit price (cents)'), el('input', { id: `line-price-${n}`, class: 'line-price', type: 'number', min: '0', required: '', value: '1250' })),
   );
   const remove = el('button', { type: 'button', 'aria-label': `Remove item ${n}` }, 'Remove');
   remove.addEventListener('click', () => row.remove());
@@ -364,15 +360,25 @@ async function showOrder(id) {
       return el('li', {}, el('span', { class: 'seq' }, `#${h.seq}`), ' ', el('strong', {}, h.type), ' ', el('time', { datetime: h.at }, when(h.at)), ' ', el('span', { class: 'step' }, step));
     }),
   );
+  // The cross-stream trace (payments, inventory, notifications) gives each step's duration.
+  const trace = await api(`/api/v1/orders/${id}/trace`);
+  $('detail-steps').replaceChildren(
+    ...trace.steps.map((s) => el('li', {}, el('strong', {}, s.step), ` ${s.from} → ${s.to}: `, el('span', { class: 'step' }, seconds(Math.round(s.seconds * 1000))))),
+  );
   $('order-detail').scrollIntoView({ block: 'nearest' });
 }
 
 // ---- notifications ----
 
+// Only the latest load may render: an older answer arriving late would show stale receipts.
+let notificationsLoad = 0;
+
 async function loadNotifications() {
   const customer = $('notifications-customer').value.trim();
   if (!customer) return;
+  const mine = ++notificationsLoad;
   const list = await api(`/api/v1/customers/${encodeURIComponent(customer)}/notifications`);
+  if (mine !== notificationsLoad) return;
   $('notifications-list').replaceChildren(
     ...list.notifications.map((n) => {
       const item = el('li', {}, el('strong', {}, `${n.ending} via ${n.channel || 'none'}`), ` — order ${n.order_id.slice(0, 8)}, `, el('span', { class: 'note-status' }, n.status));

@@ -16,6 +16,7 @@ pub mod orders;
 pub mod problem;
 pub mod skus;
 pub mod status;
+pub mod trace;
 pub mod views;
 
 use std::sync::Arc;
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/skus", get(skus::list))
         .route("/api/v1/admin/status", get(status::status))
+        .route("/api/v1/orders/{id}/trace", get(trace::trace))
         .merge(console::routes())
         .route("/api/v1/skus/{sku}", get(skus::get))
         .route("/api/v1/skus/{sku}/restock", post(skus::restock))

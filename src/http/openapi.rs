@@ -37,6 +37,7 @@ use super::{bulk, listing, order_events, orders, skus};
         existing::get_sku,
         existing::list_skus,
         existing::admin_status,
+        existing::order_trace,
         existing::restock_sku,
         existing::list_dead_letters,
         existing::show_dead_letter,

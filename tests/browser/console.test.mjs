@@ -113,6 +113,8 @@ test('a customer places an order in the checkout and watches it complete', async
   assert.match(timeline, /placed/);
   assert.match(timeline, /completed/);
   assert.match(timeline, /\+\d/);
+  await page.waitForSelector('#detail-steps li', { timeout: UI_MS });
+  assert.match(await page.textContent('#detail-steps'), /payment/);
   await shot(page, '03-order-timeline');
 
   // Notifications of the completed order, with a read receipt.
@@ -121,8 +123,12 @@ test('a customer places an order in the checkout and watches it complete', async
   const deadline = Date.now() + SAGA_MS;
   for (;;) {
     await page.click('#notifications-form button[type="submit"]');
-    const read = await page.waitForSelector('#notifications-list button', { timeout: 1000 }).catch(() => null);
-    if (read) {
+    const read = page.locator('#notifications-list button').first();
+    const shown = await read.waitFor({ timeout: 1000 }).then(
+      () => true,
+      () => false,
+    );
+    if (shown) {
       await read.click();
       await page.waitForSelector('#notifications-list .note-status:text-is("read")', { timeout: UI_MS });
       break;

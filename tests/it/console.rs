@@ -85,6 +85,19 @@ async fn the_console_places_watches_and_replays_in_a_real_browser() {
     // What the console showed is what the journal holds.
     assert_eq!(app.ended(&parked).await["status"], "COMPLETED");
     assert!(screenshots.join("11-checkout-375px.png").is_file());
+
+    // The saga view's trace: the owner's or an admin's, no one else's.
+    let trace_url = app.url(&format!("/orders/{parked}/trace"));
+    let (status, trace) = send(app.http.get(&trace_url)).await;
+    assert_eq!(status, StatusCode::OK, "{trace}");
+    assert!(
+        trace["hops"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["stream"] == "PAYMENTS")),
+        "{trace}"
+    );
+    let (status, _) = send(crate::support::customer_client("bob").get(&trace_url)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -297,3 +297,18 @@ fn list_skus() {}
     )
 )]
 fn admin_status() {}
+
+/// `trace::trace`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}/trace",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
+    responses(
+        (status = 200, description = "The saga across streams: `hops` (stream, seq, subject, event_type, time, offset_seconds, trace_id, event) and `steps` (step, from, to, seconds), as `orderflow trace --json`", body = Object),
+        (status = 404, description = "No such order, or another customer's (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID (`invalid-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The journals could not be read (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn order_trace() {}
