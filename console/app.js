@@ -363,7 +363,7 @@ async function showOrder(id) {
   // The cross-stream trace (payments, inventory, notifications) gives each step's duration.
   const trace = await api(`/api/v1/orders/${id}/trace`);
   $('detail-steps').replaceChildren(
-    ...trace.steps.map((s) => el('li', {}, el('strong', {}, s.step), ` ${s.from} → ${s.to}: `, el('span', { class: 'step' }, seconds(Math.round(s.seconds * 1000))))),
+    ...trace.steps.map((s) => el('li', {}, el('strong', {}, s.step), ` ${s.from.replace(`.${id}`, '')} → ${s.to.replace(`.${id}`, '')}: `, el('span', { class: 'step' }, seconds(Math.round(s.seconds * 1000))))),
   );
   $('order-detail').scrollIntoView({ block: 'nearest' });
 }
