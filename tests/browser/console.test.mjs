@@ -8,6 +8,7 @@
 //   STOCKED_SKU      a SKU with plenty of stock
 //   SCARCE_SKU       a SKU with one unit
 //   PARKED_ORDER     an order waiting on a dead letter whose cause is fixed
+//   DOOMED_ORDER     an order waiting on a dead letter an operator discards
 //   SCREENSHOT_DIR   where screenshots go
 // Every wait is bounded by a timeout; nothing sleeps.
 
@@ -169,7 +170,7 @@ test('an admin replays a dead letter in the console and the order completes', as
   await page.click('#tabs button[data-panel="dead-letters"]');
   await page.waitForSelector('#dl-rows button.link', { timeout: UI_MS });
   assert.match(await page.textContent('#dl-rows'), new RegExp(`orders\\.${parked}\\.payment_requested`));
-  await page.click('#dl-rows button.link');
+  await page.click('#dl-rows tr:first-child button.link');
   await page.waitForSelector('#dl-detail:not([hidden])', { timeout: UI_MS });
   assert.match(await page.textContent('#dl-detail-body'), /payment_requested/);
   await shot(page, '07-dead-letter');
@@ -228,6 +229,25 @@ test('the console fits a 375 px wide screen', async () => {
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.dataset.panel), 'checkout');
   assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid');
+  page.checkClean();
+  await page.context().close();
+});
+
+test('an admin discards a dead letter with a reason', async () => {
+  const page = await signedIn(env('ADMIN_TOKEN'));
+  const doomed = env('DOOMED_ORDER');
+  await page.click('#tabs button[data-panel="dead-letters"]');
+  const row = page.locator('#dl-rows tr', { hasText: `orders.${doomed}.payment_requested` });
+  await row.waitFor({ timeout: UI_MS });
+  await row.locator('button.link').click();
+  await page.waitForSelector(`#dl-detail:not([hidden]) #dl-detail-body:text-matches("${doomed}")`, { timeout: UI_MS });
+  await page.fill('#dl-discard-reason', 'card token never valid');
+  await page.click('#dl-discard-form button[type="submit"]');
+  await page.waitForSelector('#dl-result:text-matches("discarded")', { timeout: UI_MS });
+  await page.selectOption('#dl-state', 'discarded');
+  await page.click('#dl-form button[type="submit"]');
+  await page.locator('#dl-rows tr', { hasText: `orders.${doomed}.payment_requested` }).waitFor({ timeout: UI_MS });
+  await shot(page, '12-dead-letter-discarded');
   page.checkClean();
   await page.context().close();
 });

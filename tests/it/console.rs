@@ -49,6 +49,14 @@ async fn the_console_places_watches_and_replays_in_a_real_browser() {
     let mut fixed = app.config.clone();
     fixed.gateway.outage = false;
     app.restart_with(fixed).await;
+    // A second dead letter, one an operator will discard: its payment token always fails.
+    let doomed = app
+        .place_ok(&order_body("alice", &[("SKU-STOCKED", 1)], "tok_unavailable"))
+        .await;
+    eventually("the doomed order to ask for attention", SAGA_DEADLINE, || async {
+        (app.order(&doomed).await["status"] == "ATTENTION_REQUIRED").then_some(())
+    })
+    .await;
 
     // The page and its files need no token and carry the console's policy.
     let (status, _) = send(reqwest::Client::new().get(format!("{}/", app.base))).await;
@@ -67,6 +75,7 @@ async fn the_console_places_watches_and_replays_in_a_real_browser() {
         .env("STOCKED_SKU", "SKU-STOCKED")
         .env("SCARCE_SKU", "SKU-SCARCE")
         .env("PARKED_ORDER", &parked)
+        .env("DOOMED_ORDER", &doomed)
         .env("SCREENSHOT_DIR", &screenshots)
         .kill_on_drop(true)
         .output();
@@ -84,6 +93,12 @@ async fn the_console_places_watches_and_replays_in_a_real_browser() {
 
     // What the console showed is what the journal holds.
     assert_eq!(app.ended(&parked).await["status"], "COMPLETED");
+    let (_, discarded) = send(app.http.get(app.url("/admin/dead-letters?state=discarded"))).await;
+    assert_eq!(
+        discarded["items"][0]["subject"],
+        format!("orders.{doomed}.payment_requested"),
+        "{discarded}"
+    );
     assert!(screenshots.join("11-checkout-375px.png").is_file());
 
     // The saga view's trace: the owner's or an admin's, no one else's.
