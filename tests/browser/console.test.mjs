@@ -187,9 +187,8 @@ test('an admin replays a dead letter in the console and the order completes', as
   const deadline = Date.now() + SAGA_MS;
   for (;;) {
     await row.click();
-    const done = await page
-      .waitForFunction(() => /^COMPLETED/.test(document.getElementById('detail-summary').textContent), null, { timeout: 1000 })
-      .catch(() => null);
+    // A selector wait, not waitForFunction: that one evaluates a string, which the page's CSP refuses.
+    const done = await page.waitForSelector('#detail-summary:text-matches("^COMPLETED")', { timeout: 1000 }).catch(() => null);
     if (done) break;
     assert.ok(Date.now() < deadline, `order never completed: ${await page.textContent('#detail-summary')}`);
   }
