@@ -24,6 +24,7 @@ log() { printf '[test] %s\n' "$*" >&2; }
 
 PYTHON="${PYTHON:-python3}"
 "$ROOT/scripts/install-nats-server.sh" --all >/dev/null
+"$ROOT/scripts/install-browser.sh"
 
 ORDERFLOW_NATS_SERVER="$ROOT/.tools/bin/nats-server"
 ORDERFLOW_PYTHON="$("$PYTHON" -c 'import sys; print(sys.executable)')"

@@ -5,7 +5,7 @@ mod cluster;
 mod dlq;
 mod tail;
 mod token;
-mod trace;
+pub mod trace;
 
 use std::path::PathBuf;
 

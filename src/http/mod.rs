@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod bulk;
+pub mod console;
 pub mod dead_letters;
 pub mod guard;
 pub mod hardening;
@@ -14,6 +15,8 @@ pub mod order_events;
 pub mod orders;
 pub mod problem;
 pub mod skus;
+pub mod status;
+pub mod trace;
 pub mod views;
 
 use std::sync::Arc;
@@ -107,6 +110,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/customers/{customer_id}/notification-preferences",
             get(notifications::get_preferences).put(notifications::put_preferences),
         )
+        .route("/api/v1/skus", get(skus::list))
+        .route("/api/v1/admin/status", get(status::status))
+        .route("/api/v1/orders/{id}/trace", get(trace::trace))
+        .merge(console::routes())
         .route("/api/v1/skus/{sku}", get(skus::get))
         .route("/api/v1/skus/{sku}/restock", post(skus::restock))
         .route("/api/v1/admin/dead-letters", get(dead_letters::list))

@@ -35,6 +35,9 @@ use super::{bulk, listing, order_events, orders, skus};
         existing::get_notification_preferences,
         existing::put_notification_preferences,
         existing::get_sku,
+        existing::list_skus,
+        existing::admin_status,
+        existing::order_trace,
         existing::restock_sku,
         existing::list_dead_letters,
         existing::show_dead_letter,
@@ -55,6 +58,9 @@ use super::{bulk, listing, order_events, orders, skus};
         HistoryEntryDoc,
         OrderViewDoc,
         SkuViewDoc,
+        SkuListDoc,
+        StatusDoc,
+        ConsumerLagDoc,
         orders::PlaceOrderBody,
         orders::ItemBody,
         skus::RestockBody,
@@ -229,6 +235,38 @@ pub struct SkuViewDoc {
     pub reserved: u64,
     /// Units ever restocked.
     pub restocked: u64,
+}
+
+/// The catalog (`skus::SkuList`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SkuList)]
+pub struct SkuListDoc {
+    /// Every SKU ever restocked, by name.
+    pub skus: Vec<SkuViewDoc>,
+    /// True when more SKUs exist than were listed.
+    pub truncated: bool,
+}
+
+/// The node's view of the pipeline (`status::NodeStatus`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NodeStatus)]
+pub struct StatusDoc {
+    /// Each durable consumer's backlog.
+    pub consumers: Vec<ConsumerLagDoc>,
+    /// Dead letters neither replayed nor discarded.
+    pub dead_letter_backlog: u64,
+}
+
+/// One consumer's backlog (`status::ConsumerLag`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConsumerLag)]
+pub struct ConsumerLagDoc {
+    /// The durable consumer's name.
+    pub name: String,
+    /// Messages not yet delivered.
+    pub pending: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub ack_pending: u64,
 }
 
 /// `GET /api/v1/openapi.json`.

@@ -72,3 +72,47 @@ pub async fn restock(
         (Executed::Rejected(other), _) => Err(Problem::unavailable(other.to_string())),
     }
 }
+
+/// The most SKUs `GET /api/v1/skus` lists; a catalog past this is cut, and says so.
+pub const MAX_LISTED_SKUS: usize = 500;
+
+/// The body of `GET /api/v1/skus`.
+#[derive(Debug, serde::Serialize)]
+pub struct SkuList {
+    /// Every SKU ever restocked, by name, with its stock.
+    pub skus: Vec<SkuView>,
+    /// True when more SKUs exist than were listed.
+    pub truncated: bool,
+}
+
+/// `GET /api/v1/skus`: every SKU ever restocked. A SKU enters the catalog by
+/// its first restock, so the INVENTORY stream's `inventory.*.restocked`
+/// subjects name them all, and the broker counts them for us.
+pub async fn list(State(app): State<AppState>) -> Result<Json<SkuList>, Problem> {
+    use futures::TryStreamExt;
+    let stream = app
+        .js
+        .get_stream_no_info(schemas::subjects::EntityKind::Inventory.stream())
+        .await
+        .map_err(|e| Problem::unavailable(format!("INVENTORY stream: {e}")))?;
+    let mut subjects: Vec<String> = stream
+        .info_with_subjects("inventory.*.restocked")
+        .await
+        .map_err(|e| Problem::unavailable(format!("INVENTORY subjects: {e}")))?
+        .map_ok(|(subject, _count)| subject)
+        .try_collect()
+        .await
+        .map_err(|e| Problem::unavailable(format!("INVENTORY subjects: {e}")))?;
+    subjects.sort();
+    let truncated = subjects.len() > MAX_LISTED_SKUS;
+    let mut skus = Vec::new();
+    for subject in subjects.iter().take(MAX_LISTED_SKUS) {
+        let Some(sku) = subject.split('.').nth(1).and_then(|s| Sku::parse(s).ok()) else {
+            continue;
+        };
+        if let Some(view) = views::sku(&app.journal, sku).await? {
+            skus.push(view);
+        }
+    }
+    Ok(Json(SkuList { skus, truncated }))
+}

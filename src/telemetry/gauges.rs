@@ -23,10 +23,7 @@ pub fn run(
     mut stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let interval = config.telemetry.poll_interval;
-    let consumers: Vec<(&'static str, String)> = topology::consumers(config)
-        .into_iter()
-        .filter_map(|(stream, c)| Some((stream, c.durable_name?)))
-        .collect();
+    let consumers = durable_consumers(config);
     async move {
         let dead_letters = DeadLetters::new(js.clone());
         let mut tick = tokio::time::interval(interval);
@@ -44,21 +41,8 @@ pub fn run(
             ] {
                 super::actors(kind, gauge.now(), gauge.peak(), gauge.passivated(), gauge.replaced());
             }
-            // The order saga reads three streams under one name; its lag is their sum.
-            let mut lag: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-            for (stream, name) in &consumers {
-                let Ok(stream) = js.get_stream_no_info(*stream).await else {
-                    continue;
-                };
-                let Ok(info) = stream.consumer_info(name).await else {
-                    continue;
-                };
-                let entry = lag.entry(name.as_str()).or_default();
-                entry.0 += info.num_pending;
-                entry.1 += info.num_ack_pending;
-            }
-            for (name, (pending, ack_pending)) in lag {
-                super::consumer_lag(name, pending, ack_pending);
+            for (name, (pending, ack_pending)) in consumer_lag(&js, &consumers).await {
+                super::consumer_lag(&name, pending, ack_pending);
             }
             match dead_letters.backlog().await {
                 Ok(n) => super::dead_letter_backlog(n),
@@ -66,4 +50,31 @@ pub fn run(
             }
         }
     }
+}
+
+/// Each durable consumer's (pending, ack-pending) counts, by durable name;
+/// consumers the broker cannot describe right now are left out.
+pub async fn consumer_lag(js: &Context, consumers: &[(&'static str, String)]) -> BTreeMap<String, (u64, usize)> {
+    // The order saga reads three streams under one name; its lag is their sum.
+    let mut lag: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    for (stream, name) in consumers {
+        let Ok(stream) = js.get_stream_no_info(*stream).await else {
+            continue;
+        };
+        let Ok(info) = stream.consumer_info(name).await else {
+            continue;
+        };
+        let entry = lag.entry(name.clone()).or_default();
+        entry.0 += info.num_pending;
+        entry.1 += info.num_ack_pending;
+    }
+    lag
+}
+
+/// The durable consumers `config` declares, as (stream, durable name).
+pub fn durable_consumers(config: &Config) -> Vec<(&'static str, String)> {
+    topology::consumers(config)
+        .into_iter()
+        .filter_map(|(stream, c)| Some((stream, c.durable_name?)))
+        .collect()
 }

@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod concurrency;
+mod console;
 mod crash;
 mod dead_letters;
 mod expiry;

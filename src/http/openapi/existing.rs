@@ -7,7 +7,7 @@ use crate::http::orders::PlaceOrderBody;
 use crate::http::problem::Problem;
 use crate::http::skus::RestockBody;
 
-use super::{OrderViewDoc, SkuViewDoc};
+use super::{OrderViewDoc, SkuListDoc, SkuViewDoc, StatusDoc};
 
 /// `orders::place`.
 #[utoipa::path(
@@ -273,3 +273,42 @@ fn metrics() {}
     )
 )]
 fn readyz() {}
+
+/// `skus::list`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/skus",
+    tag = "skus",
+    responses(
+        (status = 200, description = "Every SKU ever restocked, with its stock", body = SkuListDoc),
+        (status = 503, description = "Unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn list_skus() {}
+
+/// `status::status`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/status",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Consumer lag and the dead-letter backlog", body = StatusDoc),
+        (status = 503, description = "Unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn admin_status() {}
+
+/// `trace::trace`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}/trace",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
+    responses(
+        (status = 200, description = "The saga across streams: `hops` (stream, seq, subject, event_type, time, offset_seconds, trace_id, event) and `steps` (step, from, to, seconds), as `orderflow trace --json`", body = Object),
+        (status = 404, description = "No such order, or another customer's (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID (`invalid-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The journals could not be read (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+fn order_trace() {}
