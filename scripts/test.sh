@@ -6,6 +6,7 @@
 # 1. installs the pinned nats-server and the python interop-test deps into
 #    .tools/ if missing (scripts/install-nats-server.sh --all);
 # 2. the Grafana/Prometheus assets' queries checked against the metric catalog;
+#    docker-compose.yml validated (scripts/check-compose.sh);
 #    cargo fmt --check, cargo clippy -D warnings;
 # 3. cargo nextest run over the whole workspace, with:
 #      ORDERFLOW_NATS_SERVER  absolute path of the nats-server binary the test
@@ -41,6 +42,9 @@ fi
 
 log "deploy assets: every metric the dashboard and alerts query is exported"
 "$PYTHON" "$ROOT/tests/interop/check_deploy_assets.py"
+
+log "docker-compose.yml validates (docker compose config)"
+"$ROOT/scripts/check-compose.sh"
 
 log "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -140,6 +140,26 @@ impl Rig {
         .await
     }
 
+    /// Leases acquired so far, summed over the nodes.
+    async fn acquisitions(&self) -> f64 {
+        let mut total = 0.0;
+        for base in self.bases() {
+            let text = eventually("the node's metrics", SAGA_DEADLINE, || async {
+                self.http
+                    .get(format!("{base}/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+            })
+            .await;
+            total += metric_value(&text, r#"orderflow_partition_moves_total{how="acquired"}"#).unwrap_or(0.0);
+        }
+        total
+    }
+
     /// Every order ended (asked of node `via`), and the audit passes.
     async fn settles(&self, ids: &[String], via: usize) {
         let orders = all_ended(&self.http, &self.nodes[via].base(), ids, SETTLE).await;
@@ -157,8 +177,12 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     let cluster = info.cluster.as_ref().expect("a clustered stream");
     assert_eq!(cluster.replicas.len(), 2, "a leader and two replicas: {cluster:?}");
 
-    restock(&rig, &["C1", "C2"], 1_000).await;
+    // Restocking only once ownership has settled: a restock served while one
+    // node still owned every partition would leave that node's peak at one
+    // inventory actor more than the hand-over explains.
     rig.balanced_over(&rig.bases()).await;
+    let settled_moves = rig.acquisitions().await;
+    restock(&rig, &["C1", "C2"], 1_000).await;
     let ids = rig.load(&Mix::new(300, &["C1", "C2"])).await.expect("the load ran");
     rig.settles(&ids, 2).await;
 
@@ -184,7 +208,15 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     })
     .await;
     assert!(forwarded > 0.0, "no input was forwarded to its partition's owner");
-    assert_eq!(inventory_actors, 2.0, "C1 and C2 each had one actor, on one node");
+    // A lease that moved during the load (a heartbeat late on a loaded
+    // machine) legitimately starts the SKU's actor on its new owner; without
+    // a move there is exactly one actor per hot SKU in the whole cluster.
+    let late_moves = rig.acquisitions().await - settled_moves;
+    assert!(
+        inventory_actors == 2.0 || (late_moves > 0.0 && inventory_actors <= 2.0 + late_moves),
+        "C1 and C2 each had one actor, on one node: {inventory_actors} inventory actors, \
+         {late_moves} leases acquired during the load"
+    );
 
     // `orderflow cluster status` sees the three nodes, R3 streams with a
     // leader and two current followers, and every consumer caught up.
