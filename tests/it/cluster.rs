@@ -140,21 +140,23 @@ impl Rig {
         .await
     }
 
+    /// The Prometheus text of the node at `base`, if it answered.
+    async fn metrics(&self, base: &str) -> Option<String> {
+        self.http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
     /// Leases acquired so far, summed over the nodes.
     async fn acquisitions(&self) -> f64 {
         let mut total = 0.0;
         for base in self.bases() {
-            let text = eventually("the node's metrics", SAGA_DEADLINE, || async {
-                self.http
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()
-            })
-            .await;
+            let text = eventually("the node's metrics", SAGA_DEADLINE, || self.metrics(&base)).await;
             total += metric_value(&text, r#"orderflow_partition_moves_total{how="acquired"}"#).unwrap_or(0.0);
         }
         total
@@ -192,15 +194,7 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     let (forwarded, inventory_actors) = eventually("every node's gauges refreshed", SAGA_DEADLINE, || async {
         let (mut forwarded, mut inventory_actors) = (0.0, 0.0);
         for base in rig.bases() {
-            let text = rig
-                .http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = rig.metrics(&base).await?;
             forwarded += metric_value(&text, r#"orderflow_inputs_routed_total{route="forwarded"}"#).unwrap_or(0.0);
             inventory_actors += metric_value(&text, r#"orderflow_actors_peak{kind="inventory"}"#)?;
         }
