@@ -36,16 +36,23 @@ pub enum TopologyError {
 
 impl TopologyError {
     /// True when the cluster was not ready to answer (no JetStream leader yet,
-    /// a request timed out): worth trying again shortly, unlike a refusal.
+    /// a request timed out, too few peers known yet to place replicas): worth
+    /// trying again shortly, unlike a refusal.
     pub fn is_transient(&self) -> bool {
         let text = match self {
             Self::Stream { source, .. } => source.to_string(),
             Self::Consumer { source, .. } => source.to_string(),
             Self::Bucket { source, .. } => source.to_string(),
         };
-        ["timed out", "temporarily unavailable", "no responders"]
-            .iter()
-            .any(|t| text.contains(t))
+        [
+            "timed out",
+            "temporarily unavailable",
+            "no responders",
+            "insufficient resources",
+            "no suitable peers",
+        ]
+        .iter()
+        .any(|t| text.contains(t))
     }
 }
 

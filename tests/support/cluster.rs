@@ -48,7 +48,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl NatsCluster {
-    /// Starts the three members and waits until JetStream has a meta leader.
+    /// Starts the three members and waits until JetStream's meta group is whole.
     pub async fn start() -> NatsCluster {
         let dir = tempfile::Builder::new()
             .prefix("orderflow-cluster-")
@@ -192,13 +192,22 @@ impl NatsCluster {
         .await;
     }
 
+    /// Waits until a meta leader is elected and sees both other members as
+    /// current: before that, placing an R3 stream can be refused for want of
+    /// peers, which is not what a test of the cluster means to exercise.
     async fn wait_meta_leader(&self) {
-        eventually("the JetStream meta leader to be elected", READY, || async {
-            let jsz = self.jsz(0, "").await?;
-            jsz["meta_cluster"]["leader"]
-                .as_str()
-                .filter(|l| !l.is_empty())
-                .map(drop)
+        eventually("the JetStream meta group to be whole", READY, || async {
+            for (i, member) in self.members.iter().enumerate() {
+                let jsz = self.jsz(i, "").await?;
+                let meta = &jsz["meta_cluster"];
+                if meta["leader"].as_str() != Some(member.name.as_str()) {
+                    continue;
+                }
+                let peers = meta["replicas"].as_array()?;
+                let current = peers.iter().filter(|p| p["current"].as_bool() == Some(true)).count();
+                return (current == self.members.len() - 1).then_some(());
+            }
+            None
         })
         .await;
     }
