@@ -9,7 +9,14 @@ use crate::config::Config;
 /// What to ask of the cluster.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Live nodes, stream placement and replicas, consumer lag.
+    /// Live nodes, stream placement and replicas, consumer lag, and lag per partition.
+    ///
+    /// Lag per partition counts the messages above each durable consumer's
+    /// ack floor (at most 10,000 read per consumer), attributed to the
+    /// partition whose owner executes them: the order's, or every SKU of a
+    /// stock request. Messages acknowledged out of order above the floor are
+    /// still counted, so it is an upper bound while acks are out of order,
+    /// and exact at rest.
     Status {
         /// One JSON document instead of text.
         #[arg(long)]

@@ -1,6 +1,6 @@
 //! `orderflow cluster status`: the live app nodes, each partition's owner,
 //! each stream's placement (leader, replicas, how current each is) and each
-//! durable consumer's lag,
+//! durable consumer's lag, and that lag per partition ([`lag`]),
 //! straight from NATS (no node needs to be up).
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use async_nats::jetstream::Context;
 use serde::Serialize;
 
+use super::lag::{self, PartitionLag, Scan};
 use super::leases;
 use super::membership::{self, LiveNode};
 use super::partitions::Partition;
@@ -67,8 +68,10 @@ pub struct ClusterStatus {
     pub streams: Vec<StreamStatus>,
     /// The durable consumers.
     pub consumers: Vec<ConsumerStatus>,
-    /// Each partition's owner, if its lease is held.
+    /// Each partition's owner, if its lease is held, and its lag.
     pub partitions: Vec<PartitionStatus>,
+    /// How each consumer with a backlog was read to attribute its lag.
+    pub lag_scans: Vec<Scan>,
 }
 
 /// One partition and the node holding its lease.
@@ -80,6 +83,8 @@ pub struct PartitionStatus {
     pub owner: Option<String>,
     /// Since when (RFC 3339).
     pub since: Option<String>,
+    /// Inputs not yet acknowledged that this partition's owner executes.
+    pub lag: PartitionLag,
 }
 
 /// Reads the status from the server `js` is connected to.
@@ -138,6 +143,7 @@ pub async fn read(js: &Context, config: &Config) -> anyhow::Result<ClusterStatus
         tracing::warn!(error = %e, "no partition leases");
         Default::default()
     });
+    let mut lag = lag::read(js, config.cluster.partitions).await;
     let partitions = (0..config.cluster.partitions)
         .map(|partition| {
             let lease = leases.remove(&partition);
@@ -145,6 +151,7 @@ pub async fn read(js: &Context, config: &Config) -> anyhow::Result<ClusterStatus
                 partition,
                 since: lease.as_ref().map(|l| l.since.clone()),
                 owner: lease.map(|l| l.node),
+                lag: lag.partitions.remove(&partition).unwrap_or_default(),
             }
         })
         .collect();
@@ -153,6 +160,7 @@ pub async fn read(js: &Context, config: &Config) -> anyhow::Result<ClusterStatus
         streams,
         consumers,
         partitions,
+        lag_scans: lag.scans,
     })
 }
 
@@ -208,9 +216,39 @@ pub fn render(status: &ClusterStatus) -> String {
     for (owner, partitions) in owners {
         let _ = writeln!(out, "  {owner:<32} {:>3}: {}", partitions.len(), partitions.join(" "));
     }
+    render_lag(&mut out, status);
+    out
+}
+
+/// The partitions with unacknowledged inputs, largest first.
+fn render_lag(out: &mut String, status: &ClusterStatus) {
+    let mut lagging: Vec<&PartitionStatus> = status.partitions.iter().filter(|p| p.lag.total > 0).collect();
+    lagging.sort_by_key(|p| (std::cmp::Reverse(p.lag.total), p.partition));
+    if lagging.is_empty() {
+        let _ = writeln!(out, "lag by partition: none (every input is acknowledged)");
+        return;
+    }
+    let _ = writeln!(out, "lag by partition ({} with unacknowledged inputs):", lagging.len());
+    for p in lagging {
+        let consumers: Vec<String> = p.lag.by_consumer.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "  {:>4}  owner {:<32} {:>6}  {}",
+            p.partition,
+            p.owner.as_deref().unwrap_or("(no owner)"),
+            p.lag.total,
+            consumers.join(", ")
+        );
+    }
+    for scan in status.lag_scans.iter().filter(|s| s.truncated) {
+        let _ = writeln!(
+            out,
+            "  (read only the first {} messages of {}: its lag is at least what is shown)",
+            scan.read, scan.consumer
+        );
+    }
     let _ = writeln!(
         out,
-        "(consumers are shared by all nodes, so lag is per consumer; each input is executed by its partition's owner)"
+        "(messages above a consumer's ack floor, by the partition whose owner executes them; an upper bound while acks are out of order)"
     );
-    out
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::cluster::NatsCluster;
 use crate::support::load::{all_ended, place_mixed, Mix};
+use crate::support::nats::NatsServer;
 use crate::support::process::NodeProcess;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,8 +17,9 @@ use actors::journal::{Cause, Journal, JournalError};
 use futures::StreamExt;
 use orderflow::bus::journal::{NatsJournal, Reads};
 use schemas::inventory::InventoryEvent;
+use schemas::order::{Line, OrderEvent};
 use schemas::subjects::EntityRef;
-use schemas::Sku;
+use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 use serde_json::Value;
 
 use crate::support::{audit_passes, eventually, metric_value, orderflow_cli, SAGA_DEADLINE};
@@ -254,6 +256,10 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     assert_eq!(partitions.len(), usize::from(PARTITIONS), "{status}");
     let owners: BTreeSet<&str> = partitions.iter().filter_map(|p| p["owner"].as_str()).collect();
     assert_eq!(owners, ids, "every node owns partitions, and only they do: {status}");
+    assert!(
+        partitions.iter().all(|p| p["lag"]["total"] == 0),
+        "no partition has inputs waiting: {status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,4 +423,95 @@ async fn restock(rig: &Rig, skus: &[&str], units: u64) {
             crate::support::send(rig.http.post(url).json(&serde_json::json!({ "quantity": units }))).await;
         assert!(status.is_success(), "restocking {sku}: {status} {body}");
     }
+}
+
+/// `cluster status` attributes a backlog to the partitions whose owners
+/// execute it: orders placed while the only node is stopped show as lag of
+/// the order saga's consumer on exactly their orders' partitions, with no
+/// owner; once the node is back every partition is owned and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_shows_consumer_lag_per_partition_until_it_drains() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut node = NodeProcess::start(&nats.url(), dir.path(), &[]).await;
+    let exit = node.terminate(Duration::from_secs(20)).await;
+    assert!(exit.is_some_and(|s| s.success()), "the node stops cleanly: {exit:?}");
+
+    let journal = NatsJournal::open(nats.jetstream().await).await.expect("journal");
+    let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
+    for _ in 0..12 {
+        let order_id = OrderId::random();
+        let placed = OrderEvent::Placed {
+            order_id,
+            customer_id: CustomerId::parse("lagging").expect("customer"),
+            lines: vec![Line {
+                sku: Sku::parse("LAG-1").expect("sku"),
+                quantity: Quantity::new(1).expect("quantity"),
+                unit_price: 1250,
+            }],
+            currency: Currency::default(),
+            payment_method: "tok_visa".to_owned(),
+        };
+        let appended = journal
+            .append(&EntityRef::order(order_id), 0, &placed, &Cause::default())
+            .await
+            .expect("the order is placed");
+        assert!(!appended.duplicate);
+        let partition = orderflow::cluster::partitions::partition_of(&order_id.to_string(), PARTITIONS);
+        *expected.entry(u64::from(partition)).or_default() += 1;
+    }
+
+    let status = cluster_status(&nats.url()).await;
+    let lagging: BTreeMap<u64, u64> = partitions_of(&status)
+        .iter()
+        .filter(|p| p["lag"]["total"].as_u64() > Some(0))
+        .filter_map(|p| Some((p["partition"].as_u64()?, p["lag"]["total"].as_u64()?)))
+        .collect();
+    assert_eq!(lagging, expected, "lag lands on the orders' partitions: {status}");
+    for p in partitions_of(&status) {
+        let total = p["lag"]["total"].as_u64().unwrap_or(0);
+        let by_consumer = p["lag"]["by_consumer"].as_object().cloned().unwrap_or_default();
+        let saga = by_consumer
+            .get("ORDERS/order-saga")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        assert_eq!(
+            (by_consumer.len() <= 1, saga),
+            (true, total),
+            "only placed orders wait: {p}"
+        );
+        assert!(p["owner"].is_null(), "no node runs, so nobody owns a partition: {p}");
+    }
+    let scans = status["lag_scans"].as_array().cloned().unwrap_or_default();
+    assert_eq!(scans.len(), 1, "{status}");
+    assert_eq!(
+        (scans[0]["read"].as_u64(), scans[0]["truncated"].as_bool()),
+        (Some(12), Some(false))
+    );
+    let text = orderflow_cli(&nats.url(), &["cluster", "status"]).await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("lag by partition"), "{text}");
+
+    node.restart().await;
+    eventually("every partition to be owned and drained", SETTLE, || async {
+        let status = cluster_status(&nats.url()).await;
+        let partitions = partitions_of(&status);
+        let drained = partitions
+            .iter()
+            .all(|p| p["lag"]["total"] == 0 && p["owner"].is_string());
+        (drained && partitions.len() == usize::from(PARTITIONS) && status["lag_scans"] == Value::Array(vec![]))
+            .then_some(())
+    })
+    .await;
+}
+
+/// `orderflow cluster status --json`, parsed.
+async fn cluster_status(url: &str) -> Value {
+    let out = orderflow_cli(url, &["cluster", "status", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the status is JSON")
+}
+
+fn partitions_of(status: &Value) -> Vec<Value> {
+    status["partitions"].as_array().cloned().unwrap_or_default()
 }
