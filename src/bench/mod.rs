@@ -3,6 +3,7 @@
 //! each order's scheduled start so a slow system cannot hide its queue),
 //! bounded by count and time.
 
+pub mod broker;
 pub mod process_stats;
 pub mod report;
 pub mod scenario;
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use report::{Latency, Report, Usage};
+use report::{BrokerShare, Latency, NatsTraffic, Report, Usage};
 use scenario::{Kind, Mix};
 
 /// `orderflow bench …`
@@ -60,6 +61,22 @@ pub struct BenchArgs {
     /// nats-server's pid, to report its CPU and RSS.
     #[arg(long)]
     pub nats_pid: Option<u32>,
+    /// nats-server's monitoring URL (e.g. http://127.0.0.1:8222), to report
+    /// the messages it carried per order.
+    #[arg(long)]
+    pub nats_monitor: Option<String>,
+    /// Measure the broker's ceiling for one saga hop instead (publish →
+    /// consume → publish → consume, with message ids): `--orders` hops,
+    /// `--concurrency` of them in flight.
+    #[arg(long)]
+    pub broker: bool,
+    /// Payload bytes per message of `--broker`.
+    #[arg(long, default_value_t = 128)]
+    pub payload_bytes: usize,
+    /// The messages stored per second a `--broker` run reached: the report
+    /// states the saga's stored messages per second as a share of it.
+    #[arg(long)]
+    pub broker_ceiling: Option<f64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +91,29 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         .context("--decline-pct, --stock-out-pct and --cancel-pct add up to more than 100")?;
     if args.orders == 0 || args.concurrency == 0 || args.skus == 0 {
         bail!("--orders, --concurrency and --skus must be positive");
+    }
+    if args.broker {
+        let client = crate::bus::connect(&config.nats)
+            .await
+            .context("connecting to NATS for --broker")?;
+        let js = async_nats::jetstream::new(client);
+        let probe = broker::Probe {
+            hops: args.orders,
+            duration: args.duration,
+            in_flight: args.concurrency,
+            payload_bytes: args.payload_bytes,
+            replicas: config.nats.replicas,
+        };
+        let report = broker::run(&js, probe).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.human());
+        }
+        return Ok(());
+    }
+    if args.broker_ceiling.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        bail!("--broker-ceiling must be a positive number of messages per second");
     }
     if args.api.url.split(',').all(|u| u.trim().is_empty()) {
         bail!("--url names no node");
@@ -113,6 +153,8 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     };
     let pids = [args.node_pid, args.nats_pid];
     let before: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+    let ops_before = bench.jetstream_operations().await;
+    let traffic_before = nats_traffic(&bench.http, args.nats_monitor.as_deref()).await;
 
     let done = Arc::new(AtomicU64::new(0));
     let progress = spawn_progress(done.clone(), args.orders);
@@ -125,6 +167,8 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     progress.abort();
 
     let after: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+    let ops_after = bench.jetstream_operations().await;
+    let traffic_after = nats_traffic(&bench.http, args.nats_monitor.as_deref()).await;
     let stored_after = match &js {
         Some(js) => stored_messages(js).await,
         None => None,
@@ -148,20 +192,49 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         _ => None,
     };
     let orders = results.len() as u64;
+    let per_order = |n: f64| if orders > 0 { n / orders as f64 } else { 0.0 };
+    let jetstream_operations_per_order = match (ops_before, ops_after) {
+        (Some(b), Some(a)) => Some(
+            a.iter()
+                .map(|(op, n)| (op.clone(), per_order(n - b.get(op).copied().unwrap_or(0.0))))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        _ => None,
+    };
+    let nats_messages_per_order = match (traffic_before, traffic_after) {
+        (Some(b), Some(a)) => Some(NatsTraffic {
+            in_msgs: per_order(a.in_msgs - b.in_msgs),
+            out_msgs: per_order(a.out_msgs - b.out_msgs),
+        }),
+        _ => None,
+    };
+    let stored_messages_per_order = match (stored_before, stored_after) {
+        (Some(b), Some(a)) if orders > 0 => Some(a.saturating_sub(b) as f64 / orders as f64),
+        _ => None,
+    };
+    let orders_per_second = if seconds > 0.0 { ended as f64 / seconds } else { 0.0 };
+    let broker_share = match (args.broker_ceiling, stored_messages_per_order) {
+        (Some(ceiling), Some(stored)) => Some(BrokerShare {
+            ceiling_stored_per_second: ceiling,
+            saga_stored_per_second: orders_per_second * stored,
+            share: orders_per_second * stored / ceiling,
+        }),
+        _ => None,
+    };
     let report = Report {
         mode: if args.rate.is_some() { "open" } else { "closed" }.to_owned(),
         load: args.rate.unwrap_or(args.concurrency as f64),
         mix,
         orders,
         seconds,
-        orders_per_second: if seconds > 0.0 { ended as f64 / seconds } else { 0.0 },
+        orders_per_second,
         latency: Latency::of(&latency),
         outcomes,
         errors,
-        stored_messages_per_order: match (stored_before, stored_after) {
-            (Some(b), Some(a)) if orders > 0 => Some(a.saturating_sub(b) as f64 / orders as f64),
-            _ => None,
-        },
+        stored_messages_per_order,
+        jetstream_operations_per_order,
+        nats_messages_per_order,
+        broker_share,
         node: usage(0),
         nats_server: usage(1),
     };
@@ -240,6 +313,34 @@ async fn stored_messages(js: &async_nats::jetstream::Context) -> Option<u64> {
     Some(total)
 }
 
+/// Messages nats-server received and sent since it started, from its `/varz`.
+async fn nats_traffic(http: &reqwest::Client, monitor: Option<&str>) -> Option<NatsTraffic> {
+    let url = format!("{}/varz", monitor?.trim_end_matches('/'));
+    let varz: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+    Some(NatsTraffic {
+        in_msgs: varz.get("in_msgs")?.as_f64()?,
+        out_msgs: varz.get("out_msgs")?.as_f64()?,
+    })
+}
+
+/// The value of every `orderflow_jetstream_operations_total` series in a
+/// Prometheus text exposition, by its `op` label.
+fn operations_in(exposition: &str) -> BTreeMap<String, f64> {
+    let mut ops = BTreeMap::new();
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix("orderflow_jetstream_operations_total{op=\"") else {
+            continue;
+        };
+        let Some((op, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        if let Ok(value) = value.trim().parse::<f64>() {
+            *ops.entry(op.to_owned()).or_insert(0.0) += value;
+        }
+    }
+    ops
+}
+
 /// What every order of a run shares.
 struct Bench {
     http: reqwest::Client,
@@ -255,6 +356,20 @@ impl Bench {
     fn base(&self, i: u64, hop: u64) -> &str {
         let n = self.bases.len().max(1) as u64;
         self.bases.get(((i + hop) % n) as usize).map_or("", String::as_str)
+    }
+
+    /// Every node's JetStream operations so far, summed by operation;
+    /// `None` if a node's `/metrics` could not be read.
+    async fn jetstream_operations(&self) -> Option<BTreeMap<String, f64>> {
+        let mut total = BTreeMap::new();
+        for base in &self.bases {
+            let response = self.http.get(format!("{base}/metrics")).send().await.ok()?;
+            let text = response.error_for_status().ok()?.text().await.ok()?;
+            for (op, n) in operations_in(&text) {
+                *total.entry(op).or_insert(0.0) += n;
+            }
+        }
+        Some(total)
     }
 
     fn sku(&self, i: u64) -> String {
@@ -329,4 +444,23 @@ fn terminal(order: &Value) -> Option<String> {
         .as_str()
         .filter(|s| matches!(*s, "COMPLETED" | "FAILED" | "CANCELLED"))
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_read_by_label_and_other_series_ignored() {
+        let exposition = "# TYPE orderflow_jetstream_operations_total counter\n\
+            orderflow_jetstream_operations_total{op=\"publish\"} 16\n\
+            orderflow_jetstream_operations_total{op=\"read\"} 3.5\n\
+            orderflow_occ_conflicts_total{kind=\"order\"} 9\n\
+            orderflow_jetstream_operations_total{op=\"ack\"} not-a-number\n";
+        let ops = operations_in(exposition);
+        assert_eq!(
+            ops,
+            BTreeMap::from([("publish".to_owned(), 16.0), ("read".to_owned(), 3.5)])
+        );
+    }
 }

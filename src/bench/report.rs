@@ -61,6 +61,27 @@ impl Usage {
     }
 }
 
+/// Messages through nats-server over the run, per order (all clients:
+/// JetStream requests and answers, deliveries, acks, the API's own reads).
+#[derive(Debug, Clone, Serialize)]
+pub struct NatsTraffic {
+    /// Received from clients.
+    pub in_msgs: f64,
+    /// Sent to clients.
+    pub out_msgs: f64,
+}
+
+/// The saga's stored messages per second against the broker's ceiling.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerShare {
+    /// Stored messages per second of a `--broker` run.
+    pub ceiling_stored_per_second: f64,
+    /// Stored messages per second of this run.
+    pub saga_stored_per_second: f64,
+    /// The second over the first.
+    pub share: f64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -84,6 +105,13 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Messages stored in the four entity streams during the run, per order.
     pub stored_messages_per_order: Option<f64>,
+    /// JetStream requests the nodes made during the run, per order, by
+    /// operation (from their `orderflow_jetstream_operations_total`).
+    pub jetstream_operations_per_order: Option<BTreeMap<String, f64>>,
+    /// Messages through nats-server during the run, per order.
+    pub nats_messages_per_order: Option<NatsTraffic>,
+    /// The saga's share of the broker's ceiling, when one was given.
+    pub broker_share: Option<BrokerShare>,
     /// The node's usage, when its pid was given.
     pub node: Option<Usage>,
     /// nats-server's usage, when its pid was given.
@@ -115,6 +143,28 @@ impl Report {
         out += &format!("  errors       {:?}\n", self.errors);
         if let Some(m) = self.stored_messages_per_order {
             out += &format!("  JetStream    {m:.1} stored messages per order\n");
+        }
+        if let Some(ops) = &self.jetstream_operations_per_order {
+            let total: f64 = ops.values().sum();
+            let each: Vec<String> = ops.iter().map(|(op, n)| format!("{op} {n:.1}")).collect();
+            out += &format!(
+                "  operations   {total:.1} JetStream requests per order ({})\n",
+                each.join(", ")
+            );
+        }
+        if let Some(t) = &self.nats_messages_per_order {
+            out += &format!(
+                "  nats-server  {:.1} messages in, {:.1} out per order\n",
+                t.in_msgs, t.out_msgs
+            );
+        }
+        if let Some(b) = &self.broker_share {
+            out += &format!(
+                "  broker       {:.0} stored messages/s = {:.0}% of the {:.0}/s ceiling (orderflow bench --broker)\n",
+                b.saga_stored_per_second,
+                100.0 * b.share,
+                b.ceiling_stored_per_second
+            );
         }
         for (name, usage) in [("node", &self.node), ("nats-server", &self.nats_server)] {
             if let Some(u) = usage {

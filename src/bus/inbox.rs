@@ -108,6 +108,7 @@ pub async fn run<H: Handler>(
             };
             match next {
                 Some(Ok(message)) => {
+                    telemetry::jetstream_op(telemetry::JetStreamOp::Deliver);
                     let Ok(permit) = in_flight.clone().acquire_owned().await else {
                         break 'consume;
                     };
@@ -190,6 +191,7 @@ async fn terminate_with_reason(message: &Message, reason: &str) -> bool {
 const MAX_TERM_REASON: usize = 512;
 
 async fn settle(consumer: &'static str, message: &Message, outcome: Result<(), Failure>, retry_delay: Duration) {
+    telemetry::jetstream_op(telemetry::JetStreamOp::Ack);
     let kind = match &outcome {
         Ok(()) => {
             telemetry::inbox_settled(consumer, "ack");

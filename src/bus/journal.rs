@@ -1,6 +1,7 @@
 //! The journal on JetStream: an entity's events are the messages on
 //! `<space>.<id>.*`; appends are publishes guarded by the expected last
-//! subject sequence; replay is direct get, one message after another.
+//! subject sequence; replay is batched direct get on a single server, and
+//! reads from the stream leader in a cluster.
 
 use std::time::SystemTime;
 
@@ -13,8 +14,9 @@ use futures::StreamExt;
 use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::{self, Event};
 
+use super::batch_get::BatchGets;
 use super::envelope;
-use crate::telemetry;
+use crate::telemetry::{self, JetStreamOp};
 
 /// One stored message of a journal, with what the stream knows of it.
 #[derive(Debug, Clone)]
@@ -69,6 +71,10 @@ impl Reads {
     }
 }
 
+/// Messages asked for per batched read: an order's whole journal, or a
+/// long journal's tail in a few round trips.
+const BATCH: usize = 256;
+
 /// The journal of every entity kind, on one JetStream context.
 #[derive(Clone)]
 pub struct NatsJournal {
@@ -76,6 +82,8 @@ pub struct NatsJournal {
     /// One per kind, in `EntityKind::ALL` order.
     streams: Vec<Stream<()>>,
     reads: Reads,
+    /// Batched direct gets, for `Reads::Direct`.
+    batches: Option<BatchGets>,
 }
 
 impl NatsJournal {
@@ -94,7 +102,20 @@ impl NatsJournal {
                 .map_err(|e| JournalError::Unavailable(format!("stream {}: {e}", kind.stream())))?;
             streams.push(stream);
         }
-        Ok(Self { js, streams, reads })
+        let batches = match reads {
+            Reads::Direct => Some(
+                BatchGets::start(js.client())
+                    .await
+                    .map_err(|e| JournalError::Unavailable(e.to_string()))?,
+            ),
+            Reads::Leader => None,
+        };
+        Ok(Self {
+            js,
+            streams,
+            reads,
+            batches,
+        })
     }
 
     fn stream(&self, kind: EntityKind) -> &Stream<()> {
@@ -114,6 +135,23 @@ impl NatsJournal {
         let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(format!("reading {filter}: {e}"));
         let mut records = Vec::new();
         let mut next = after_seq + 1;
+        if let Some(batches) = &self.batches {
+            loop {
+                telemetry::jetstream_op(JetStreamOp::Read);
+                let (messages, more) = batches
+                    .next_for_subject(entity.kind.stream(), &filter, next, BATCH)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                if let Some(last) = messages.last() {
+                    next = last.sequence + 1;
+                }
+                let empty = messages.is_empty();
+                records.extend(messages.into_iter().map(Record::of));
+                if !more || empty {
+                    return Ok(records);
+                }
+            }
+        }
         while records.len() < DIRECT_GETS {
             match self.next_message(stream, filter.as_str(), next).await {
                 Ok(Some(message)) => {
@@ -124,6 +162,7 @@ impl NatsJournal {
                 Err(e) => return Err(unavailable(&e)),
             }
         }
+        telemetry::jetstream_op(JetStreamOp::Replay);
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: filter.clone(),
@@ -144,6 +183,7 @@ impl NatsJournal {
                 .map_err(|_| unavailable(&format!("no message for {REPLAY_IDLE:?} mid-replay")))?;
             let Some(message) = next_message else { break };
             let message = message.map_err(|e| unavailable(&e))?;
+            telemetry::jetstream_op(JetStreamOp::Deliver);
             let info = message.info().map_err(|e| unavailable(&e))?;
             let (sequence, time, pending) = (info.stream_sequence, info.published, info.pending);
             // An ordered consumer that async-nats re-creates before it
@@ -179,6 +219,7 @@ impl NatsJournal {
         filter: &str,
         sequence: u64,
     ) -> Result<Option<StreamMessage>, async_nats::Error> {
+        telemetry::jetstream_op(JetStreamOp::Read);
         match self.reads {
             Reads::Direct => match stream.direct_get_next_for_subject(filter, Some(sequence)).await {
                 Ok(message) => Ok(Some(message)),
@@ -198,6 +239,7 @@ impl NatsJournal {
 
     /// When the first message on `subject` of `kind`'s stream was stored, if any.
     pub async fn first_time(&self, kind: EntityKind, subject: &str) -> Option<SystemTime> {
+        telemetry::jetstream_op(JetStreamOp::Read);
         let message = self
             .stream(kind)
             .direct_get_next_for_subject(subject, None)
@@ -243,6 +285,7 @@ impl Journal for NatsJournal {
         let headers = envelope::append_headers(entity, event, expected_last_seq, cause);
         let subject = entity.subject(event.event_type());
         let unavailable = |e: async_nats::jetstream::context::PublishError| JournalError::Unavailable(e.to_string());
+        telemetry::jetstream_op(JetStreamOp::Publish);
         let ack = self
             .js
             .publish_with_headers(subject, headers, body.into())

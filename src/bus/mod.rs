@@ -1,5 +1,6 @@
 //! Everything that touches JetStream: the topology, the journal, the inboxes.
 
+pub mod batch_get;
 pub mod decoded;
 pub mod envelope;
 pub mod inbox;

@@ -12,7 +12,7 @@ use schemas::OrderId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::orders::{idempotency_key, place_one, PlaceOrderBody};
+use super::orders::{idempotency_key, parse_body, place_one, PlaceOrderBody};
 use super::problem::{parse_json, Problem};
 use super::AppState;
 use crate::auth::Principal;
@@ -95,7 +95,12 @@ pub async fn place_bulk(
             let placed = match parse_item(index, item) {
                 Ok(order) => {
                     let item_key = key.map(|k| format!("{k}:{index}"));
-                    place_one(app, principal, order, item_key.as_deref(), headers).await
+                    match parse_body(order, item_key.as_deref()) {
+                        Ok((order_id, command)) => place_one(app, principal, order_id, command, headers)
+                            .await
+                            .map(|status| (status, order_id)),
+                        Err(problem) => Err(problem),
+                    }
                 }
                 Err(problem) => Err(problem),
             };

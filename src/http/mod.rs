@@ -59,6 +59,19 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
 }
 
+/// What a writer assumes of an entity before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assume {
+    /// Nothing: read its journal first.
+    Nothing,
+    /// That it is new (an order being placed): decide against the empty
+    /// state without a read, and append expecting an empty journal. If it is
+    /// not, the server refuses the append and the journal is read and the
+    /// command decided again, as after any lost race; a refusal is only
+    /// believed once read.
+    New,
+}
+
 /// Decides `command` against the entity's journal and appends the result
 /// under optimistic concurrency, as any writer may; returns what happened
 /// and the entity as last read.
@@ -67,11 +80,15 @@ pub async fn decide_and_append<A: Aggregate>(
     entity: &EntityRef,
     command: &A::Command,
     headers: &HeaderMap,
+    assume: Assume,
 ) -> Result<(Executed<A>, A::State), Problem>
 where
     A::Command: Clone,
 {
-    let mut cache = Cached::<A>::default();
+    let mut cache = Cached::<A> {
+        loaded: assume == Assume::New,
+        ..Cached::default()
+    };
     let executed = execute(
         &Pure::<A>::default(),
         &*app.journal,

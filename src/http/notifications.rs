@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{require_customer, require_order};
 use super::problem::{parse_json, Problem};
-use super::{decide_and_append, AppState};
+use super::{decide_and_append, AppState, Assume};
 use crate::auth::Principal;
 use crate::notify::history::{self, NotificationView};
 use crate::notify::preferences::{PreferenceError, Preferences, PreferencesBody};
@@ -131,7 +131,7 @@ pub async fn mark_read(
         channel,
     };
     let entity = EntityRef::notification(order_id);
-    match decide_and_append::<Notifications>(&app, &entity, &command, &headers).await? {
+    match decide_and_append::<Notifications>(&app, &entity, &command, &headers, Assume::Nothing).await? {
         (Executed::Appended(events), _) => {
             events.iter().for_each(|e: &NotificationEvent| {
                 telemetry::notification_recorded(e);

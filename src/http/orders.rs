@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
-use schemas::order::Line;
+use schemas::order::{Line, Outcome};
 use schemas::subjects::EntityRef;
 use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
@@ -20,8 +20,9 @@ use tokio::time::Instant;
 use super::access::{require_customer, require_order};
 use super::problem::{parse_json, FieldError, Problem};
 use super::views::{self, OrderView};
-use super::{decide_and_append, AppState};
+use super::{decide_and_append, AppState, Assume};
 use crate::auth::Principal;
+use crate::bus::journal::Record;
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -85,7 +86,9 @@ impl WaitQuery {
 }
 
 /// The order id the request names (from its key) and the command to place it.
-fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<(OrderId, OrderCommand), Problem> {
+/// Validates a placement: the order's id (from the `Idempotency-Key`, if
+/// any) and the command, or every field at fault.
+pub fn parse_body(body: PlaceOrderBody, key: Option<&str>) -> Result<(OrderId, OrderCommand), Problem> {
     let mut errors = Vec::new();
     let mut err = |field: String, message: String| errors.push(FieldError { field, message });
     let customer_id = CustomerId::parse(&body.customer_id)
@@ -181,29 +184,41 @@ pub async fn place(
 ) -> Result<Response, Problem> {
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
-    let (status, order_id) = place_one(&app, &principal, parse_json(&body)?, key, &headers).await?;
-    let view = read(&app, order_id, wait).await?;
+    let (order_id, command) = parse_body(parse_json(&body)?, key)?;
+    // Before the append, so that the saga's ending, however quick, wakes the wait.
+    let events = match wait {
+        Some(_) => Some(subscribe_to_order(&app, order_id).await?),
+        None => None,
+    };
+    let status = place_one(&app, &principal, order_id, command, &headers).await?;
+    let view = match (wait, events) {
+        // Just placed: nothing to read until the saga ends.
+        (Some(wait), Some(events)) if status == StatusCode::CREATED => {
+            wait_for_ending(&app, order_id, Instant::now() + wait, events, false).await?
+        }
+        _ => read(&app, order_id, wait).await?,
+    };
     Ok((status, [("location", format!("/api/v1/orders/{order_id}"))], Json(view)).into_response())
 }
 
-/// Validates and places one order, as `POST /api/v1/orders` and each item of
-/// a bulk placement do: 201 and the new order's id, or 200 and the id an
-/// `Idempotency-Key` already created, or the problem.
+/// Places one validated order, as `POST /api/v1/orders` and each item of a
+/// bulk placement do: 201 for a new order, 200 if its `Idempotency-Key`
+/// created it already, or the problem.
 pub async fn place_one(
     app: &AppState,
     principal: &Principal,
-    body: PlaceOrderBody,
-    key: Option<&str>,
+    order_id: OrderId,
+    command: OrderCommand,
     headers: &HeaderMap,
-) -> Result<(StatusCode, OrderId), Problem> {
-    let (order_id, command) = parse_body(body, key)?;
+) -> Result<StatusCode, Problem> {
     if let OrderCommand::Place { customer_id, .. } = &command {
         require_customer(principal, customer_id, "customer_id")?;
     }
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let (executed, order) = decide_and_append::<OrderSaga>(app, &EntityRef::order(order_id), &command, headers).await?;
+    let entity = EntityRef::order(order_id);
+    let (executed, order) = decide_and_append::<OrderSaga>(app, &entity, &command, headers, Assume::New).await?;
     match executed {
-        Executed::Appended(_) => Ok((StatusCode::CREATED, order_id)),
+        Executed::Appended(_) => Ok(StatusCode::CREATED),
         Executed::Rejected(OrderRejection::AlreadyPlaced) => {
             if !same_request(&order, &command) {
                 return Err(Problem::new(
@@ -213,7 +228,7 @@ pub async fn place_one(
                     format!("key already placed order {order_id} with a different request"),
                 ));
             }
-            Ok((StatusCode::OK, order_id))
+            Ok(StatusCode::OK)
         }
         Executed::Rejected(OrderRejection::Invalid { field, reason }) => Err(Problem::invalid_field(field, reason)),
         Executed::Rejected(other) => Err(Problem::unavailable(other.to_string())),
@@ -287,7 +302,7 @@ pub async fn cancel(
         return Err(Problem::invalid_field("reason", "at most 500 characters"));
     }
     let command = OrderCommand::Cancel { reason };
-    match decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers)
+    match decide_and_append::<OrderSaga>(&app, &EntityRef::order(order_id), &command, &headers, Assume::Nothing)
         .await?
         .0
     {
@@ -314,7 +329,6 @@ pub async fn cancel(
     Ok((status, Json(view)).into_response())
 }
 
-/// Reads an order, first waiting up to `wait` for it to end.
 /// Every event stored for `order_id` from now on, as a wake-up call. Call it
 /// before reading the journal, so an event stored in between is not missed.
 pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<async_nats::Subscriber, Problem> {
@@ -338,32 +352,89 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
 /// bounds such a miss to this.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// What ended a [`wake`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// An event was stored on this subject.
+    Event(String),
+    /// Nothing arrived for [`RECHECK`], or the deadline came.
+    Quiet,
+}
+
 /// Waits until `events` brings something, [`RECHECK`] passes or `until`
 /// comes, whichever is first; `None` once the subscription has ended.
-pub async fn wake(events: &mut async_nats::Subscriber, until: Instant) -> Option<()> {
+pub async fn wake(events: &mut async_nats::Subscriber, until: Instant) -> Option<Wake> {
     let by = until.min(Instant::now() + RECHECK);
     match tokio::time::timeout_at(by, events.next()).await {
         Ok(None) => None,
-        Ok(Some(_)) | Err(_) => Some(()),
+        Ok(Some(message)) => Some(Wake::Event(message.subject.to_string())),
+        Err(_) => Some(Wake::Quiet),
     }
 }
 
+/// True if `subject` is an order's ending (`orders.<id>.completed`, …).
+fn ends_order(subject: &str) -> bool {
+    let event_type = subject.rsplit('.').next().unwrap_or_default();
+    [Outcome::Completed, Outcome::Failed, Outcome::Cancelled]
+        .iter()
+        .any(|o| o.event_type() == event_type)
+}
+
+/// Reads an order, first waiting up to `wait` for it to end.
 async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Result<OrderView, Problem> {
     let Some(wait) = wait else {
         return views::order(&app.journal, order_id)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")));
     };
-    let deadline = Instant::now() + wait;
-    let mut events = subscribe_to_order(app, order_id).await?;
+    let events = subscribe_to_order(app, order_id).await?;
+    wait_for_ending(app, order_id, Instant::now() + wait, events, true).await
+}
+
+/// Reads an order once it has ended or at `deadline`, whichever is first,
+/// woken by `events` (subscribed before the order could end); `read_now`
+/// reads it first, as it may have ended already.
+async fn wait_for_ending(
+    app: &AppState,
+    order_id: OrderId,
+    deadline: Instant,
+    mut events: async_nats::Subscriber,
+    read_now: bool,
+) -> Result<OrderView, Problem> {
+    let entity = EntityRef::order(order_id);
+    let mut records = Vec::new();
+    let mut read_next = read_now;
+    let mut ending_heard = false;
     loop {
-        let view = views::order(&app.journal, order_id).await?;
-        match view {
-            Some(v) if v.is_terminal() || Instant::now() >= deadline => return Ok(v),
-            None if Instant::now() >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
-            _ => {}
+        let mut pause = Duration::from_millis(1);
+        while read_next {
+            // Only the tail: what was read before is still the journal's head.
+            let after = records.last().map_or(0, |r: &Record| r.seq);
+            records.extend(app.journal.records(&entity, after).await?);
+            let view = views::order_of(&records)?;
+            match view {
+                Some(v) if v.is_terminal() || Instant::now() >= deadline => return Ok(v),
+                None if Instant::now() >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
+                _ => {}
+            }
+            // Subscribers hear a publish while the stream is still storing
+            // it, so a read right after the ending may miss it: look again
+            // shortly rather than wait for the next recheck.
+            read_next = ending_heard && pause <= MAX_ENDING_PAUSE;
+            if read_next {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
         }
-        // Any new event of this order re-reads the journal; a terminal one ends the wait.
-        let _ = wake(&mut events, deadline).await;
+        // Reading the journal after every step would cost a read per event
+        // for an answer that only an ending changes: skip the steps between.
+        (read_next, ending_heard) = match wake(&mut events, deadline).await {
+            Some(Wake::Event(subject)) => (ends_order(&subject), ends_order(&subject)),
+            Some(Wake::Quiet) | None => (true, false),
+        };
     }
 }
+
+/// The longest pause between reads for an ending heard but not yet read
+/// (1, 2, 4 … ms: about a quarter of a second in all).
+const MAX_ENDING_PAUSE: Duration = Duration::from_millis(128);

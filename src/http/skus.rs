@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::orders::MAX_IDEMPOTENCY_KEY;
 use super::problem::{parse_json, Problem};
 use super::views::{self, SkuView};
-use super::{decide_and_append, AppState};
+use super::{decide_and_append, AppState, Assume};
 
 /// The body of `POST /api/v1/skus/{sku}/restock`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -64,7 +64,7 @@ pub async fn restock(
         quantity: body.quantity,
         restock_id,
     };
-    match decide_and_append::<Inventory>(&app, &entity, &command, &headers).await? {
+    match decide_and_append::<Inventory>(&app, &entity, &command, &headers, Assume::Nothing).await? {
         (Executed::Appended(_), stock) => Ok(Json(SkuView::of(sku, &stock))),
         (Executed::Rejected(e @ InventoryRejection::BadRestock), _) => {
             Err(Problem::invalid_field("quantity", e.to_string()))

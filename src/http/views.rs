@@ -73,7 +73,12 @@ fn decode_all<E: Event>(records: &[Record]) -> Result<Vec<E>, Problem> {
 /// Reads an order's journal; `None` if it was never placed.
 pub async fn order(journal: &NatsJournal, id: OrderId) -> Result<Option<OrderView>, Problem> {
     let records = journal.records(&EntityRef::order(id), 0).await?;
-    let events: Vec<OrderEvent> = decode_all(&records)?;
+    order_of(&records)
+}
+
+/// Folds an order's whole journal, as read; `None` if it holds no `placed`.
+pub fn order_of(records: &[Record]) -> Result<Option<OrderView>, Problem> {
+    let events: Vec<OrderEvent> = decode_all(records)?;
     let Some(order): Option<Order> = OrderSaga::replay(&events) else {
         return Ok(None);
     };

@@ -135,6 +135,7 @@ impl PreferenceStore {
 
     /// A customer's preferences, if they set any.
     pub async fn get(&self, customer: &CustomerId) -> Result<Option<Preferences>, PreferenceError> {
+        crate::telemetry::jetstream_op(crate::telemetry::JetStreamOp::Read);
         let Some(bytes) = self
             .kv
             .get(customer.as_str())

@@ -51,6 +51,7 @@ impl ReservationTimers {
         let subject = timer::schedule_subject(order_id);
         let headers = schedule_headers(order_id, reserved_at + self.ttl, cause);
         let transient = |e: &dyn std::fmt::Display| Failure::Transient(format!("scheduling {subject}: {e}"));
+        crate::telemetry::jetstream_op(crate::telemetry::JetStreamOp::Publish);
         let ack = self
             .js
             .publish_with_headers(subject.clone(), headers, body.into())

@@ -89,6 +89,10 @@ fn describe() {
         "Appends the server dropped as duplicates (Nats-Msg-Id), by kind"
     );
     describe_counter!(
+        "orderflow_jetstream_operations_total",
+        "Requests this node made of JetStream, by operation (publish, read, replay, deliver, ack)"
+    );
+    describe_counter!(
         "orderflow_inbox_messages_total",
         "Inputs settled, by consumer and outcome"
     );
@@ -133,6 +137,9 @@ fn register_zeroes() {
     }
     counter!("orderflow_dead_letters_replayed_total").increment(0);
     counter!("orderflow_dead_letters_discarded_total").increment(0);
+    for op in JetStreamOp::ALL {
+        counter!("orderflow_jetstream_operations_total", "op" => op.label()).increment(0);
+    }
     for channel in Channel::ALL.map(Channel::as_str) {
         for status in ["sent", "failed", "fell_back", "read"] {
             counter!("orderflow_notifications_total", "channel" => channel, "status" => status).increment(0);
@@ -223,6 +230,43 @@ fn kind_label(kind: EntityKind) -> &'static str {
         EntityKind::Inventory => "inventory",
         EntityKind::Notification => "notification",
     }
+}
+
+/// A request a node makes of JetStream: what `orderflow bench` divides by
+/// the orders of a run to quote the saga's JetStream cost per order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JetStreamOp {
+    /// A publish to a stream, awaiting its ack (an append, a timer).
+    Publish,
+    /// One message read by direct or leader get (journals, KV entries).
+    Read,
+    /// An ordered consumer created to stream a long journal.
+    Replay,
+    /// A message delivered to an inbox's pull consumer.
+    Deliver,
+    /// An ack, nak or term sent for a delivered message.
+    Ack,
+}
+
+impl JetStreamOp {
+    /// Every operation, as exported.
+    pub const ALL: [Self; 5] = [Self::Publish, Self::Read, Self::Replay, Self::Deliver, Self::Ack];
+
+    /// The `op` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Read => "read",
+            Self::Replay => "replay",
+            Self::Deliver => "deliver",
+            Self::Ack => "ack",
+        }
+    }
+}
+
+/// This node made one JetStream request of kind `op`.
+pub fn jetstream_op(op: JetStreamOp) {
+    counter!("orderflow_jetstream_operations_total", "op" => op.label()).increment(1);
 }
 
 /// The server dropped an append of `kind` as a duplicate.

@@ -200,3 +200,53 @@ async fn two_writers_never_oversell_the_last_unit() {
     );
     assert_eq!(stored(&js, "INVENTORY", "inventory.LAST.reserved").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_journal_longer_than_one_batch_reads_back_whole_and_in_order_from_any_point() {
+    let nats = NatsServer::start().await;
+    let (js, journal) = journal_on(&nats).await;
+    let leader_reads = NatsJournal::open_with(js.clone(), orderflow::bus::journal::Reads::Leader)
+        .await
+        .expect("a journal reading from the leader");
+    let (hot, cold) = (
+        Sku::parse("SKU-HOT").expect("sku"),
+        Sku::parse("SKU-COLD").expect("sku"),
+    );
+    let restock = |sku: &Sku, n: u64| InventoryEvent::Restocked {
+        sku: sku.clone(),
+        quantity: 1,
+        restock_id: format!("r{n}"),
+        available: n,
+    };
+    // 600 events of one SKU, interleaved with another's, so each batch
+    // (256 messages) skips foreign messages and three are needed.
+    let mut last = [0, 0];
+    let mut hot_seqs = Vec::new();
+    for n in 1..=600u64 {
+        for (i, sku) in [&hot, &cold].into_iter().enumerate() {
+            if i == 1 && n % 3 != 0 {
+                continue;
+            }
+            let entity = EntityRef::inventory(sku);
+            let stored = journal
+                .append(&entity, last[i], &restock(sku, n), &Cause::default())
+                .await;
+            last[i] = stored.expect("stored").seq;
+            if i == 0 {
+                hot_seqs.push(last[i]);
+            }
+        }
+    }
+    let hot_last = last[0];
+    let entity = EntityRef::inventory(&hot);
+    for after in [0, hot_seqs[255], hot_seqs[299], hot_last] {
+        let expected: Vec<u64> = hot_seqs.iter().copied().filter(|s| *s > after).collect();
+        for (how, reader) in [("batched", &journal), ("leader", &leader_reads)] {
+            let read = reader.records(&entity, after).await.expect("read");
+            let seqs: Vec<u64> = read.iter().map(|r| r.seq).collect();
+            assert_eq!(seqs, expected, "{how} reads after {after}");
+        }
+    }
+    let none = EntityRef::inventory(&Sku::parse("SKU-NONE").expect("sku"));
+    assert!(journal.records(&none, 0).await.expect("read").is_empty());
+}

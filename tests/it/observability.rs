@@ -185,6 +185,17 @@ async fn metrics_expose_every_family_with_sane_values_after_a_small_load() {
         8.0
     );
     assert!(value(r#"orderflow_actors_live{kind="order"}"#) <= 8.0);
+    // JetStream requests, as `orderflow bench` counts them: every placed
+    // order was published, read back, delivered and acked at least once.
+    let op = |op: &str| value(&format!(r#"orderflow_jetstream_operations_total{{op="{op}"}}"#));
+    assert!(op("publish") >= 8.0, "publishes {}", op("publish"));
+    assert!(
+        op("read") >= 1.0 && op("deliver") >= 8.0,
+        "reads {}, deliveries {}",
+        op("read"),
+        op("deliver")
+    );
+    assert!(op("ack") >= 8.0 && op("ack") <= op("deliver"), "acks {}", op("ack"));
     for family in [
         r#"orderflow_actor_passivations_total{kind="order"}"#,
         r#"orderflow_actor_restarts_total{kind="order"}"#,

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Memory per live actor, and recovery time on a long journal (issue #10):
+#
+#   scripts/recovery-bench.sh [ORDERS] [SIGNAL]     # defaults: 100000 KILL
+#
+# 1. A fresh nats-server and a release node (scripts/bench-lib.sh); actors
+#    kept live for an hour, so every order leaves its actors in memory up
+#    to the cap (`actors.max_live`, 10,000 per kind by default).
+# 2. `orderflow bench --orders ORDERS --concurrency 64` fills the journal.
+# 3. Memory: the node's RSS growth over the run divided by the live actors
+#    the node reports (`orderflow_actors_live`, summed over kinds).
+# 4. Recovery: the node is stopped with SIGNAL (KILL: a crash; TERM: a clean
+#    stop that snapshots), started again on the same stores, and timed from
+#    its start to /readyz, and to a new order placed and COMPLETED.
+# Run by hand, never by CI; quote medians of repeated runs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+ORDERS="${1:-100000}"
+SIGNAL="${2:-KILL}"
+
+bench_setup
+start_nats
+bench_auth
+export ORDERFLOW_ACTORS__IDLE_TIMEOUT=1h
+export ORDERFLOW_TELEMETRY__POLL_INTERVAL=1s
+start_node
+URL="http://127.0.0.1:$HTTP_PORT"
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$NODE_PID/status"; }
+# The gauge is refreshed every telemetry.poll_interval (1 s here): read it
+# until two refreshes agree, for at most 10 s.
+live_actors() {
+    python3 - "$URL" <<'PY'
+import sys, time, urllib.request
+def live():
+    text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5).read().decode()
+    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("orderflow_actors_live{")))
+deadline, last = time.monotonic() + 10, None
+while True:
+    now = live()
+    if now == last or time.monotonic() > deadline:
+        break
+    last = now
+    time.sleep(1.1)
+print(now)
+PY
+}
+RSS_BEFORE="$(rss_kib)"
+LIVE_BEFORE="$(live_actors)"
+log "filling the journal: $ORDERS orders"
+"$ORDERFLOW" bench --url "$URL" --orders "$ORDERS" --concurrency 64 --duration 1h --json > "$WORK/fill.json"
+RSS_AFTER="$(rss_kib)"
+LIVE_AFTER="$(live_actors)"
+python3 - "$WORK/fill.json" "$RSS_BEFORE" "$RSS_AFTER" "$LIVE_BEFORE" "$LIVE_AFTER" <<'PY'
+import json, sys
+fill = json.load(open(sys.argv[1]))
+rss_before, rss_after, live_before, live_after = map(int, sys.argv[2:6])
+live = live_after - live_before
+print(f"fill:     {fill['orders']} orders at {fill['orders_per_second']:.0f}/s, outcomes {fill['outcomes']}, errors {fill['errors']}")
+print(f"memory:   RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB with {live} more live actors: "
+      f"{(rss_after - rss_before) / max(live, 1):.1f} KiB per live actor")
+PY
+
+log "stopping the node with SIG$SIGNAL and starting it again"
+stop_node "$SIGNAL"
+STARTED="$(date +%s.%N)"
+start_node
+READY="$(date +%s.%N)"
+BODY='{"customer_id":"recovery","items":[{"sku":"RECOVERY-1","quantity":1,"unit_price":100}],"payment_method":"tok_visa"}'
+curl -sf -X POST -H "authorization: Bearer $ORDERFLOW_TOKEN" -H 'content-type: application/json' \
+    -d '{"quantity":10}' "$URL/api/v1/skus/RECOVERY-1/restock" >/dev/null
+STATUS="$(curl -sf -X POST -H "authorization: Bearer $ORDERFLOW_TOKEN" -H 'content-type: application/json' \
+    -d "$BODY" "$URL/api/v1/orders?wait=30s" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')"
+SERVED="$(date +%s.%N)"
+python3 -c "
+started, ready, served = $STARTED, $READY, $SERVED
+print(f'recovery: ready {ready - started:.2f} s after the restart; a new order $STATUS {served - started:.2f} s after it')"
