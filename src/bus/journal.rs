@@ -125,10 +125,13 @@ impl NatsJournal {
 
     /// Every message of `entity` after `after_seq`, undecoded.
     ///
-    /// Short journals (an order's dozen events, the tail after a snapshot)
-    /// are read by direct get, one request per message and no server state;
-    /// past [`DIRECT_GETS`] messages the rest is streamed by an ordered
-    /// consumer, so a hot SKU's long journal replays at consumer speed.
+    /// On a single server, batched direct gets: an order's whole journal in
+    /// one round trip, a long one [`BATCH`] messages per round trip. Reading
+    /// from the leader (a cluster), short journals (an order's dozen events,
+    /// the tail after a snapshot) take one request per message and no
+    /// server state; past [`DIRECT_GETS`] messages the rest is streamed by
+    /// an ordered consumer, so a hot SKU's long journal replays at consumer
+    /// speed.
     pub async fn records(&self, entity: &EntityRef, after_seq: u64) -> Result<Vec<Record>, JournalError> {
         let stream = self.stream(entity.kind);
         let filter = entity.journal_filter();

@@ -430,7 +430,13 @@ async fn wait_for_ending(
         // for an answer that only an ending changes: skip the steps between.
         (read_next, ending_heard) = match wake(&mut events, deadline).await {
             Some(Wake::Event(subject)) => (ends_order(&subject), ends_order(&subject)),
-            Some(Wake::Quiet) | None => (true, false),
+            Some(Wake::Quiet) => (true, false),
+            // The subscription ended (the connection is being replaced):
+            // fall back to reading at the recheck pace, not in a tight loop.
+            None => {
+                tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK)).await;
+                (true, false)
+            }
         };
     }
 }
