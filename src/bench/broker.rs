@@ -96,22 +96,18 @@ pub struct Probe {
 
 /// Runs `probe` against `js` on a stream of its own, deleted at the end.
 pub async fn run(js: &Context, probe: Probe) -> anyhow::Result<BrokerReport> {
-    let Probe {
-        hops,
-        payload_bytes,
-        replicas,
-        ..
-    } = probe;
-    if hops == 0 {
-        bail!("--orders (the number of hops) must be positive");
-    }
+    let replicas = probe.replicas.max(1);
     // A leftover of an interrupted probe would skew the count.
-    let _ = js.delete_stream(STREAM).await;
+    if js.get_stream(STREAM).await.is_ok() {
+        js.delete_stream(STREAM)
+            .await
+            .context("deleting a leftover probe stream")?;
+    }
     js.create_stream(StreamConfig {
         name: STREAM.to_owned(),
         subjects: vec![ASKED.to_owned(), ANSWERED.to_owned()],
         storage: StorageType::File,
-        num_replicas: replicas.max(1),
+        num_replicas: replicas,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
@@ -128,8 +124,8 @@ pub async fn run(js: &Context, probe: Probe) -> anyhow::Result<BrokerReport> {
         hops_per_second: hops as f64 / seconds,
         stored_per_second: 2.0 * hops as f64 / seconds,
         latency: Latency::of(&latency),
-        payload_bytes,
-        replicas: replicas.max(1),
+        payload_bytes: probe.payload_bytes,
+        replicas,
         in_flight: probe.in_flight.max(1),
     })
 }
@@ -248,6 +244,14 @@ async fn measure(js: &Context, probe: Probe) -> anyhow::Result<(u64, f64, Histog
             break;
         }
         let Ok(next) = tokio::time::timeout(idle, answered.next()).await else {
+            if done == 0 {
+                // A server refuses a publish it does not permit without
+                // answering it: silence from the start is the usual sign.
+                bail!(
+                    "no answer for {idle:?} after 0 hops: the NATS user must be allowed to \
+                     publish orderflow.bench.> and to create and delete streams"
+                );
+            }
             bail!("no answer for {idle:?} after {done} hops");
         };
         let Some(message) = next else { break };

@@ -92,18 +92,13 @@ pub async fn place_bulk(
     let (app, headers, key, principal) = (&app, &headers, key.as_deref(), &principal);
     let results = futures::stream::iter(body.orders.into_iter().enumerate())
         .map(|(index, item)| async move {
-            let placed = match parse_item(index, item) {
-                Ok(order) => {
-                    let item_key = key.map(|k| format!("{k}:{index}"));
-                    match parse_body(order, item_key.as_deref()) {
-                        Ok((order_id, command)) => place_one(app, principal, order_id, command, headers)
-                            .await
-                            .map(|status| (status, order_id)),
-                        Err(problem) => Err(problem),
-                    }
-                }
-                Err(problem) => Err(problem),
-            };
+            let placed = async {
+                let item_key = key.map(|k| format!("{k}:{index}"));
+                let (order_id, command) = parse_body(parse_item(index, item)?, item_key.as_deref())?;
+                let status = place_one(app, principal, order_id, command, headers).await?;
+                Ok::<_, Problem>((status, order_id))
+            }
+            .await;
             match placed {
                 Ok((status, order_id)) => BulkItemResult {
                     index,

@@ -428,14 +428,18 @@ async fn wait_for_ending(
         }
         // Reading the journal after every step would cost a read per event
         // for an answer that only an ending changes: skip the steps between.
-        (read_next, ending_heard) = match wake(&mut events, deadline).await {
-            Some(Wake::Event(subject)) => (ends_order(&subject), ends_order(&subject)),
-            Some(Wake::Quiet) => (true, false),
+        ending_heard = false;
+        read_next = match wake(&mut events, deadline).await {
+            Some(Wake::Event(subject)) => {
+                ending_heard = ends_order(&subject);
+                ending_heard
+            }
+            Some(Wake::Quiet) => true,
             // The subscription ended (the connection is being replaced):
             // fall back to reading at the recheck pace, not in a tight loop.
             None => {
                 tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK)).await;
-                (true, false)
+                true
             }
         };
     }

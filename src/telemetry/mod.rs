@@ -238,7 +238,8 @@ fn kind_label(kind: EntityKind) -> &'static str {
 pub enum JetStreamOp {
     /// A publish to a stream, awaiting its ack (an append, a timer).
     Publish,
-    /// One message read by direct or leader get (journals, KV entries).
+    /// One read request: a direct or leader get of one message, or one
+    /// batched direct get of many (journals, KV entries).
     Read,
     /// An ordered consumer created to stream a long journal.
     Replay,

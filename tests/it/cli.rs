@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{order_body, orderflow_cli, TestApp};
+use crate::support::{order_body, orderflow_cli, orderflow_cli_as, NatsServer, TestApp, HARNESS_USER};
 
 #[tokio::test]
 async fn setup_runs_twice_and_tail_prints_decoded_json_lines() {
@@ -97,6 +97,55 @@ async fn bench_runs_a_bounded_mixed_load_and_reports_every_order() {
             "{report}"
         );
         assert!(report["node"]["rss_mib"].as_f64().is_some_and(|m| m > 0.0), "{report}");
+        // Every stored message was a publish the node counted (a duplicate
+        // dropped by the server is a publish too, never the other way round).
+        let ops = &report["jetstream_operations_per_order"];
+        let stored = report["stored_messages_per_order"].as_f64().unwrap_or(f64::MAX);
+        assert!(ops["publish"].as_f64().is_some_and(|p| p >= stored), "{report}");
+        assert!(ops["deliver"].as_f64().is_some_and(|d| d > 0.0), "{report}");
     }
     app.audit_passes().await;
+}
+
+#[tokio::test]
+async fn bench_broker_measures_whole_hops_and_leaves_no_stream_behind() {
+    let nats = NatsServer::start().await;
+    // The probe makes and deletes a stream of its own: an operator's user,
+    // not the app's least-privilege one.
+    let out = orderflow_cli_as(
+        &nats.url(),
+        HARNESS_USER,
+        &["bench", "--broker", "--orders", "300", "--concurrency", "16", "--json"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["hops"], 300, "{report}");
+    assert_eq!(report["in_flight"], 16, "{report}");
+    let per_second = report["hops_per_second"].as_f64().expect("hops/s");
+    let stored = report["stored_per_second"].as_f64().expect("stored/s");
+    assert!(
+        (stored - 2.0 * per_second).abs() <= 1e-9 * stored,
+        "two stored per hop: {report}"
+    );
+    let latency = &report["latency"];
+    assert!(latency["p50_ms"].as_f64().is_some_and(|p| p > 0.0), "{report}");
+    let js = nats.jetstream().await;
+    assert!(
+        js.get_stream("ORDERFLOW_BENCH_BROKER").await.is_err(),
+        "the probe's stream is deleted"
+    );
+}
+
+#[tokio::test]
+async fn bench_broker_as_the_apps_user_fails_and_names_the_permission_it_lacks() {
+    let nats = NatsServer::start().await;
+    let out = orderflow_cli(&nats.url(), &["bench", "--broker", "--orders", "10", "--json"]).await;
+    assert!(
+        !out.status.success(),
+        "the app's user may not publish the probe's subjects"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("orderflow.bench.>"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report on failure");
 }

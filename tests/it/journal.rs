@@ -250,3 +250,22 @@ async fn a_journal_longer_than_one_batch_reads_back_whole_and_in_order_from_any_
     let none = EntityRef::inventory(&Sku::parse("SKU-NONE").expect("sku"));
     assert!(journal.records(&none, 0).await.expect("read").is_empty());
 }
+
+#[tokio::test]
+async fn a_batched_read_of_a_stream_nobody_serves_fails_with_the_servers_status() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let reads = orderflow::bus::batch_get::BatchGets::start(js.client())
+        .await
+        .expect("the answers' subscription");
+    // No such stream: nobody answers its direct gets, and the server says so
+    // (503, no responders) instead of leaving the read to time out.
+    let refused = reads.next_for_subject("NO_SUCH_STREAM", "orders.*.*", 1, 16).await;
+    assert!(
+        matches!(
+            refused,
+            Err(orderflow::bus::batch_get::BatchGetError::Refused { status: 503, .. })
+        ),
+        "{refused:?}"
+    );
+}

@@ -20,7 +20,7 @@ use orderflow::node::Node;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-pub use nats::{eventually, eventually_true, NatsServer, APP_USER, INSPECTOR_USER};
+pub use nats::{eventually, eventually_true, NatsServer, NatsUser, APP_USER, HARNESS_USER, INSPECTOR_USER};
 
 /// How long any saga in these tests may take to end.
 pub const SAGA_DEADLINE: Duration = Duration::from_secs(30);
@@ -266,14 +266,20 @@ pub async fn audit_passes(js: &async_nats::jetstream::Context) -> orderflow::aud
     report
 }
 
-/// Runs the `orderflow` binary against `nats_url`. Asynchronously: a
-/// blocking wait would stall the runtime an in-process node shares.
+/// Runs the `orderflow` binary against `nats_url` as the app's NATS user.
+/// Asynchronously: a blocking wait would stall the runtime an in-process
+/// node shares.
 pub async fn orderflow_cli(nats_url: &str, args: &[&str]) -> std::process::Output {
+    orderflow_cli_as(nats_url, APP_USER, args).await
+}
+
+/// Like [`orderflow_cli`], connecting to NATS as `user`.
+pub async fn orderflow_cli_as(nats_url: &str, user: NatsUser, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
         .args(args)
         .env("ORDERFLOW_NATS__URL", nats_url)
-        .env("ORDERFLOW_NATS__USER", APP_USER.name)
-        .env("ORDERFLOW_NATS__PASSWORD", APP_USER.password)
+        .env("ORDERFLOW_NATS__USER", user.name)
+        .env("ORDERFLOW_NATS__PASSWORD", user.password)
         .env("ORDERFLOW_LOG", "warn")
         .env("ORDERFLOW_TOKEN", token(Role::Admin, "test-admin"))
         .kill_on_drop(true)
