@@ -8,7 +8,7 @@ use schemas::subjects::EntityRef;
 use schemas::wire::Event;
 
 /// An event with its position in the stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journaled<E> {
     /// The stream sequence it was stored at.
     pub seq: u64,

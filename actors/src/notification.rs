@@ -517,9 +517,18 @@ mod tests {
             };
             let events = Notifications::decide(state, &command).unwrap();
             assert!(!events.is_empty(), "a step that decides nothing loops: {command:?}");
+            let settles = events.iter().any(NotificationEvent::settles);
             for event in events {
                 *state = Notifications::evolve(std::mem::take(state), &event);
                 journal.push(event);
+            }
+            // The shell stops asking after a settling event.
+            if settles {
+                assert_eq!(
+                    next_step(state, e.outcome, plan),
+                    Step::Done,
+                    "settled, yet more to do: {journal:?}"
+                );
             }
         }
         journal

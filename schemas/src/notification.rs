@@ -130,6 +130,15 @@ pub enum NotificationEvent {
 }
 
 impl NotificationEvent {
+    /// True for the events that settle an ending: sent, opted out, or
+    /// failed with no channel left to fall back to. Nothing follows them.
+    pub fn settles(&self) -> bool {
+        matches!(
+            self,
+            Self::Sent { .. } | Self::OptedOut { .. } | Self::Failed { fallback: None, .. }
+        )
+    }
+
     /// The ending this event is about.
     pub fn outcome(&self) -> Outcome {
         match self {

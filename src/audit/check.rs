@@ -170,14 +170,7 @@ impl NotificationTally {
         if let Some(order_id) = schemas::wire::Event::order_id(&event) {
             same_order(id, order_id)?;
         }
-        // What tells the ending once and for all: a delivery, an opt-out, or
-        // the last channel failing. Claims, fallbacks and receipts do not.
-        let settles = matches!(
-            event,
-            NotificationEvent::Sent { .. }
-                | NotificationEvent::OptedOut { .. }
-                | NotificationEvent::Failed { fallback: None, .. }
-        );
+        let settles = event.settles();
         if matches!(event, NotificationEvent::Read { .. }) {
             return Ok(());
         }

@@ -51,6 +51,14 @@ pub fn append_headers<E: Event>(entity: &EntityRef, event: &E, expected_last_seq
     headers
 }
 
+/// True when the server stored this message only because `entity` had no
+/// events yet: it was appended expecting the entity's journal to be empty,
+/// and stored messages keep the headers the server checked them by.
+pub fn stored_as_first(headers: Option<&HeaderMap>, entity: &EntityRef) -> bool {
+    header(headers, h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE) == Some("0")
+        && header(headers, h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT) == Some(entity.journal_filter().as_str())
+}
+
 /// One header's value as text.
 pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     headers?.get(name).map(|v| v.as_str())

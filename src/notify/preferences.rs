@@ -1,9 +1,20 @@
 //! Customers' notification preferences, kept in a NATS key-value bucket
 //! (one JSON value per customer id), and the plan they make with the
 //! node's defaults.
+//!
+//! Every ending needs its customer's preferences, so the node keeps the
+//! ones it read in a bounded cache that a watch on the bucket keeps current
+//! (see [`PreferenceCache`]): a KV read per order becomes one per customer.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use actors::notification::Plan;
 use async_nats::jetstream::kv;
+use futures::StreamExt;
+use lru::LruCache;
 use schemas::notification::Channel;
 use schemas::CustomerId;
 use serde::{Deserialize, Serialize};
@@ -117,49 +128,223 @@ pub enum PreferenceError {
     Corrupt { customer: String, reason: String },
 }
 
-/// The preferences bucket.
+/// The preferences bucket, read through the node's cache.
 #[derive(Clone)]
 pub struct PreferenceStore {
     kv: kv::Store,
+    cache: Arc<PreferenceCache>,
 }
 
 impl PreferenceStore {
-    /// Binds to the bucket (which `topology::ensure` created).
+    /// Binds to the bucket (which `topology::ensure` created) and starts
+    /// the watch that keeps the cache current.
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, PreferenceError> {
         let kv = js
             .get_key_value(BUCKET)
             .await
             .map_err(|e| PreferenceError::Unavailable(e.to_string()))?;
-        Ok(Self { kv })
+        let cache = Arc::new(PreferenceCache::new(CACHED_CUSTOMERS));
+        tokio::spawn(watch(kv.clone(), Arc::downgrade(&cache)));
+        Ok(Self { kv, cache })
     }
 
     /// A customer's preferences, if they set any.
     pub async fn get(&self, customer: &CustomerId) -> Result<Option<Preferences>, PreferenceError> {
-        crate::telemetry::jetstream_op(crate::telemetry::JetStreamOp::Read);
-        let Some(bytes) = self
-            .kv
-            .get(customer.as_str())
-            .await
-            .map_err(|e| PreferenceError::Unavailable(e.to_string()))?
-        else {
-            return Ok(None);
+        let stored = match self.cache.get(customer) {
+            Ok(stored) => stored,
+            Err(watch) => {
+                crate::telemetry::jetstream_op(crate::telemetry::JetStreamOp::Read);
+                let entry = self
+                    .kv
+                    .entry(customer.as_str())
+                    .await
+                    .map_err(|e| PreferenceError::Unavailable(e.to_string()))?;
+                let stored = match entry {
+                    Some(entry) => Stored::of(&entry),
+                    None => Stored::default(),
+                };
+                self.cache.offer(customer, stored.clone(), watch);
+                stored
+            }
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| PreferenceError::Corrupt {
-                customer: customer.to_string(),
-                reason: e.to_string(),
-            })
+        stored.value.map_err(|reason| PreferenceError::Corrupt {
+            customer: customer.to_string(),
+            reason,
+        })
     }
 
     /// Replaces a customer's preferences.
     pub async fn put(&self, customer: &CustomerId, preferences: &Preferences) -> Result<(), PreferenceError> {
         let bytes = serde_json::to_vec(preferences).map_err(|e| PreferenceError::Unavailable(e.to_string()))?;
-        self.kv
+        let revision = self
+            .kv
             .put(customer.as_str(), bytes.into())
             .await
-            .map(drop)
-            .map_err(|e| PreferenceError::Unavailable(e.to_string()))
+            .map_err(|e| PreferenceError::Unavailable(e.to_string()))?;
+        // At once, so this node's next ending sees them without waiting for the watch.
+        let stored = Stored {
+            revision,
+            value: Ok(Some(preferences.clone())),
+        };
+        self.cache.offer(customer, stored, self.cache.watch());
+        Ok(())
+    }
+}
+
+/// How many customers' preferences a node keeps at most.
+const CACHED_CUSTOMERS: usize = 10_000;
+
+/// One customer's preferences as of a bucket revision (0: never set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The bucket revision they were read at.
+    pub revision: u64,
+    /// The preferences (none: unset or deleted), or why they are unreadable.
+    pub value: Result<Option<Preferences>, String>,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self {
+            revision: 0,
+            value: Ok(None),
+        }
+    }
+}
+
+impl Stored {
+    fn of(entry: &kv::Entry) -> Self {
+        let value = match entry.operation {
+            kv::Operation::Put => serde_json::from_slice(&entry.value)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            kv::Operation::Delete | kv::Operation::Purge => Ok(None),
+        };
+        Self {
+            revision: entry.revision,
+            value,
+        }
+    }
+}
+
+/// The preferences this node read or heard of, newest revision winning.
+///
+/// Only trusted while a watch on the bucket runs: the watch offers every
+/// change, so an entry can only be replaced by a newer one, and a read that
+/// raced a change cannot put the older value back. While no watch runs
+/// (starting, or lost with the connection) nothing is cached, and a read
+/// begun under an earlier watch is not kept: a change between it and the
+/// new watch would be heard by neither.
+pub struct PreferenceCache {
+    entries: Mutex<LruCache<CustomerId, Stored>>,
+    /// Odd while a watch runs; bumped whenever one starts or stops.
+    watch: AtomicU64,
+}
+
+impl PreferenceCache {
+    /// An empty cache of at most `capacity` customers, not yet watching.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+            watch: AtomicU64::new(0),
+        }
+    }
+
+    /// Which watch runs now (even: none).
+    pub fn watch(&self) -> u64 {
+        self.watch.load(Ordering::Acquire)
+    }
+
+    /// What is cached for `customer`; else which watch a read starts under,
+    /// to hand back to [`PreferenceCache::offer`].
+    pub fn get(&self, customer: &CustomerId) -> Result<Stored, u64> {
+        let watch = self.watch();
+        if watch.is_multiple_of(2) {
+            return Err(watch);
+        }
+        match self.entries.lock() {
+            Ok(mut entries) => entries.get(customer).cloned().ok_or(watch),
+            Err(_) => Err(watch),
+        }
+    }
+
+    /// Keeps `stored`, read or heard under `watch`, unless that watch has
+    /// ended or something newer is cached already.
+    pub fn offer(&self, customer: &CustomerId, stored: Stored, watch: u64) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        // Under the lock, so a watch cannot end between the check and the insert.
+        if watch.is_multiple_of(2) || self.watch() != watch {
+            return;
+        }
+        match entries.get_mut(customer) {
+            Some(cached) if cached.revision >= stored.revision => {}
+            Some(cached) => *cached = stored,
+            None => {
+                entries.put(customer.clone(), stored);
+            }
+        }
+    }
+
+    /// A watch started or stopped: the cache starts empty either way.
+    /// Returns the new watch's number.
+    fn turn(&self) -> u64 {
+        let Ok(mut entries) = self.entries.lock() else {
+            return self.watch.fetch_add(1, Ordering::AcqRel) + 1;
+        };
+        entries.clear();
+        self.watch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// A watch has started: every change from now on will be offered.
+    pub fn watching(&self) -> u64 {
+        let watch = self.turn();
+        debug_assert!(!watch.is_multiple_of(2));
+        watch
+    }
+
+    /// The watch was lost: nothing cached can be trusted any more.
+    pub fn not_watching(&self) {
+        self.turn();
+    }
+}
+
+/// Feeds every change of the bucket to `cache`, re-watching after a loss,
+/// until the cache is dropped.
+async fn watch(kv: kv::Store, cache: Weak<PreferenceCache>) {
+    let retry = Duration::from_secs(1);
+    loop {
+        let changes = kv.watch_all().await;
+        let Some(live) = cache.upgrade() else { return };
+        let mut changes = match changes {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch notification preferences; reading them per ending");
+                drop(live);
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        // From here on every change is heard, so what is read may be kept.
+        let watch = live.watching();
+        drop(live);
+        while let Some(change) = changes.next().await {
+            let Some(live) = cache.upgrade() else { return };
+            match change {
+                Ok(entry) => match CustomerId::parse(&entry.key) {
+                    Ok(customer) => live.offer(&customer, Stored::of(&entry), watch),
+                    Err(_) => tracing::warn!(key = %entry.key, "a preferences key that names no customer"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the preferences watch; watching again");
+                    break;
+                }
+            }
+        }
+        let Some(live) = cache.upgrade() else { return };
+        live.not_watching();
+        drop(live);
+        tokio::time::sleep(retry).await;
     }
 }
 
@@ -233,6 +418,74 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(revision: u64, opt_out: bool) -> Stored {
+        Stored {
+            revision,
+            value: Ok(Some(Preferences {
+                channels: vec![Channel::Log],
+                opt_out,
+                email: None,
+                webhook_url: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn nothing_is_cached_while_no_watch_runs() {
+        let cache = PreferenceCache::new(4);
+        let alice = CustomerId::parse("alice").expect("a customer");
+        let before = cache.get(&alice).expect_err("no watch yet");
+        cache.offer(&alice, stored(3, false), before);
+        assert!(cache.get(&alice).is_err(), "a read from before any watch is not kept");
+        let watch = cache.watching();
+        cache.offer(&alice, stored(3, false), watch);
+        assert_eq!(cache.get(&alice), Ok(stored(3, false)));
+        cache.not_watching();
+        assert!(cache.get(&alice).is_err(), "a lost watch empties the cache");
+        cache.offer(&alice, stored(4, false), watch);
+        assert!(cache.get(&alice).is_err(), "and refuses what the lost watch offers");
+    }
+
+    #[test]
+    fn the_newest_revision_wins_whatever_arrives_last() {
+        let cache = PreferenceCache::new(4);
+        let alice = CustomerId::parse("alice").expect("a customer");
+        let watch = cache.watching();
+        // A read that raced a change: the watch's newer value came first.
+        cache.offer(&alice, stored(7, true), watch);
+        cache.offer(&alice, stored(5, false), watch);
+        assert_eq!(cache.get(&alice), Ok(stored(7, true)));
+        cache.offer(
+            &alice,
+            Stored {
+                revision: 8,
+                value: Ok(None),
+            },
+            watch,
+        );
+        assert_eq!(
+            cache.get(&alice).map(|s| s.value),
+            Ok(Ok(None)),
+            "a delete is a change too"
+        );
+    }
+
+    #[test]
+    fn a_read_begun_under_an_earlier_watch_is_not_kept() {
+        let cache = PreferenceCache::new(4);
+        let alice = CustomerId::parse("alice").expect("a customer");
+        let first = cache.watching();
+        let read_under = cache.get(&alice).expect_err("nothing cached");
+        assert_eq!(read_under, first);
+        cache.not_watching();
+        let _second = cache.watching();
+        cache.offer(&alice, stored(2, false), read_under);
+        assert!(
+            cache.get(&alice).is_err(),
+            "a change between the two watches could be missed"
+        );
+    }
 
     fn body(channels: &[&str], email: Option<&str>, url: Option<&str>) -> PreferencesBody {
         PreferencesBody {

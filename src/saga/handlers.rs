@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actors::inventory::InventoryCommand;
-use actors::journal::{Cause, Journal};
+use actors::journal::{Cause, Journal, Journaled};
 use actors::notification::{Ending, NotifyIntent};
 use actors::order::{self, OrderCommand, OrderSaga, PaymentReply, StockReply};
 use actors::shell::behavior::PaymentIntent;
@@ -21,6 +21,7 @@ use schemas::timer::{self, ReservationExpiry};
 use schemas::wire::{self, Event};
 use schemas::OrderId;
 
+use super::placed_times::PlacedTimes;
 use super::sharded::Done;
 use super::timers::ReservationTimers;
 use super::Actors;
@@ -75,18 +76,21 @@ pub struct Route {
     actors: Arc<Actors>,
     journal: Arc<NatsJournal>,
     timers: Arc<ReservationTimers>,
+    placed: Arc<PlacedTimes>,
     wait: WaitPolicy,
 }
 
 impl Route {
-    /// A route for `input`'s messages; `journal` dates sagas for the metrics,
-    /// `timers` are set for reservations that must not be held forever, and
-    /// `wait` says how charges wait for an open breaker.
+    /// A route for `input`'s messages; `journal` and `placed` (shared by
+    /// the routes) date sagas for the metrics, `timers` are set for
+    /// reservations that must not be held forever, and `wait` says how
+    /// charges wait for an open breaker.
     pub fn new(
         input: Input,
         actors: Arc<Actors>,
         journal: Arc<NatsJournal>,
         timers: Arc<ReservationTimers>,
+        placed: Arc<PlacedTimes>,
         wait: WaitPolicy,
     ) -> Self {
         Self {
@@ -94,6 +98,7 @@ impl Route {
             actors,
             journal,
             timers,
+            placed,
             wait,
         }
     }
@@ -199,8 +204,13 @@ impl Route {
     /// Counts an ending once (when its notification is first recorded),
     /// with the saga's duration from `placed` to the ending's storage.
     async fn count_ending(&self, order_id: OrderId, outcome: Outcome, message: &Message) {
-        let placed = EntityRef::order(order_id).subject("placed");
-        let placed = self.journal.first_time(EntityKind::Order, &placed).await;
+        let placed = match self.placed.take(order_id) {
+            Some(at) => Some(at),
+            None => {
+                let placed = EntityRef::order(order_id).subject("placed");
+                self.journal.first_time(EntityKind::Order, &placed).await
+            }
+        };
         let ended = message.info().ok().map(|i| std::time::SystemTime::from(i.published));
         let took = match (placed, ended) {
             (Some(placed), Some(ended)) => ended.duration_since(placed).ok(),
@@ -266,8 +276,25 @@ impl Handler for Route {
         let a = &self.actors;
         match self.input {
             Input::OrderStarts => {
-                let (entity, _) = read::<OrderEvent>(message)?;
-                settled(&entity, a.orders.execute(&entity, OrderCommand::Advance, cause).await).map(drop)
+                let (entity, event) = read::<OrderEvent>(message)?;
+                let info = message.info().ok();
+                if let (OrderEvent::Placed { .. }, Some(info)) = (&event, &info) {
+                    self.placed
+                        .remember(order_id(&entity)?, SystemTime::from(info.published));
+                }
+                // The order's first event (a `placed`, but not a replayed
+                // copy): with its sequence, all a new order actor needs.
+                let first = info
+                    .filter(|_| envelope::stored_as_first(message.headers.as_ref(), &entity))
+                    .map(|info| Journaled {
+                        seq: info.stream_sequence,
+                        event,
+                    });
+                let advanced = a
+                    .orders
+                    .execute_after(&entity, OrderCommand::Advance, cause, first)
+                    .await;
+                settled(&entity, advanced).map(drop)
             }
             Input::PaymentReplies => {
                 let (entity, event) = read::<PaymentEvent>(message)?;
@@ -456,14 +483,23 @@ impl Route {
             if events.is_empty() {
                 break;
             }
+            let mut settles = false;
             for event in &events {
-                settled_now |= telemetry::notification_recorded(event);
+                telemetry::notification_recorded(event);
+                settles |= event.settles();
                 // Here, in the input's span, so the line names the order and its trace.
                 tracing::info!(
                     event = event.event_type(),
                     channel = event.channel().map(|c| c.as_str()),
                     "customer notification recorded"
                 );
+            }
+            if settles {
+                // A settling event leaves nothing to do (`next_step` is Done
+                // after it); asking again would only re-read the journal to
+                // confirm it.
+                settled_now = true;
+                break;
             }
         }
         Ok(settled_now)

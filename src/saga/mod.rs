@@ -2,6 +2,7 @@
 
 mod dead_letters;
 mod handlers;
+mod placed_times;
 pub mod sharded;
 pub mod timers;
 
@@ -192,12 +193,14 @@ pub fn spawn_inboxes(
         js.clone(),
         config.inventory.reservation_ttl,
     ));
+    let placed = Arc::new(placed_times::PlacedTimes::default());
     let route = |input| {
         Arc::new(handlers::Route::new(
             input,
             actors.clone(),
             journal.clone(),
             timers.clone(),
+            placed.clone(),
             wait,
         ))
     };

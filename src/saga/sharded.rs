@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::journal::Cause;
+use actors::journal::{Cause, Journaled};
 use actors::shell::{Behavior, Directory, Executed, StepError};
 use actors::Aggregate;
 use async_nats::client::RequestErrorKind;
@@ -41,10 +41,18 @@ pub enum Done<E> {
 
 /// An input sent to the partition's owner.
 #[derive(Debug, Serialize, Deserialize)]
-struct Forward<I> {
+struct Forward<I, E> {
     entity: String,
     intent: I,
     cause: Cause,
+    /// The entity's first event, when the sender held it; absent from
+    /// nodes that predate it.
+    #[serde(default = "none")]
+    first: Option<Journaled<E>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// The owner's answer.
@@ -116,15 +124,28 @@ where
         intent: B::Intent,
         cause: Cause,
     ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
+        self.execute_after(entity, intent, cause, None).await
+    }
+
+    /// Like [`Sharded::execute`], handing over the entity's `first` event
+    /// (see [`actors::shell::Cached::seed_first`]).
+    pub async fn execute_after(
+        &self,
+        entity: &EntityRef,
+        intent: B::Intent,
+        cause: Cause,
+        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
+    ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
         let partition = self.router.ownership.partition_of(&entity.id);
         if self.router.ownership.owns(partition) {
             telemetry::partitions::routed("local");
-            return self.execute_here(entity, intent, cause).await;
+            return self.execute_here(entity, intent, cause, first).await;
         }
         let request = Forward {
             entity: entity.id.clone(),
             intent,
             cause,
+            first,
         };
         let payload = rmp_serde::to_vec_named(&request)
             .map_err(|e| StepError::Permanent(format!("{entity}: input not encodable: {e}")))?;
@@ -136,8 +157,10 @@ where
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
                 telemetry::partitions::routed("unowned");
-                let Forward { intent, cause, .. } = request;
-                return self.execute_here(entity, intent, cause).await;
+                let Forward {
+                    intent, cause, first, ..
+                } = request;
+                return self.execute_here(entity, intent, cause, first).await;
             }
             Ok(Err(e)) => {
                 return Err(StepError::Transient(format!(
@@ -171,8 +194,9 @@ where
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
+        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
     ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
-        Ok(match self.local.execute(entity, intent, cause).await? {
+        Ok(match self.local.execute(entity, intent, cause, first).await? {
             Executed::Appended(events) => Done::Appended(events),
             Executed::Rejected(why) => Done::Refused(why.to_string()),
         })
@@ -181,8 +205,13 @@ where
     /// Answers one forwarded input (this node owns its partition, or did
     /// when it was sent: executing it anyway is harmless).
     pub async fn answer(&self, request: &[u8]) -> Bytes {
-        let answer = match rmp_serde::from_slice::<Forward<B::Intent>>(request) {
-            Ok(Forward { entity, intent, cause }) => {
+        let answer = match rmp_serde::from_slice::<Forward<B::Intent, <B::Aggregate as Aggregate>::Event>>(request) {
+            Ok(Forward {
+                entity,
+                intent,
+                cause,
+                first,
+            }) => {
                 let entity = EntityRef {
                     kind: self.kind,
                     id: entity,
@@ -193,7 +222,7 @@ where
                 if let Some(trace) = cause.traceparent.as_deref().and_then(TraceContext::parse) {
                     telemetry::otlp::adopt(&span, &trace);
                 }
-                match self.execute_here(&entity, intent, cause).instrument(span).await {
+                match self.execute_here(&entity, intent, cause, first).instrument(span).await {
                     Ok(done) => Answer::Done(done),
                     Err(StepError::Transient(why)) => Answer::Transient(why),
                     Err(StepError::Permanent(why)) => Answer::Permanent(why),
@@ -219,7 +248,7 @@ mod tests {
     use actors::order::{OrderCommand, StockReply};
     use schemas::inventory::InventoryEvent;
     use schemas::notification::Channel;
-    use schemas::order::Outcome;
+    use schemas::order::{OrderEvent, Outcome};
     use schemas::{CustomerId, OrderId, Quantity, Sku};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
@@ -237,21 +266,43 @@ mod tests {
             message_id: Some("orders.x.placed".into()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
+        let first = Journaled {
+            seq: 7,
+            event: OrderEvent::Completed {
+                customer_id: CustomerId::parse("alice").expect("a customer"),
+            },
+        };
         let forward = |intent| Forward {
             entity: order_id.to_string(),
             intent,
             cause: cause.clone(),
+            first: Some(first.clone()),
         };
         let stock = forward(OrderCommand::RecordStock {
             sku: sku.clone(),
             reply: StockReply::Reserved { quantity },
         });
         let bytes = rmp_serde::to_vec_named(&stock).expect("encodes");
-        let back: Forward<OrderCommand> = rmp_serde::from_slice(&bytes).expect("decodes");
+        let back: Forward<OrderCommand, OrderEvent> = rmp_serde::from_slice(&bytes).expect("decodes");
         assert_eq!(
-            (back.entity, back.intent, back.cause),
-            (stock.entity, stock.intent, stock.cause)
+            (back.entity, back.intent, back.cause, back.first),
+            (stock.entity, stock.intent, stock.cause, stock.first)
         );
+        // A node that predates `first` sends none; it reads as "not held".
+        #[derive(Serialize)]
+        struct Older<I> {
+            entity: String,
+            intent: I,
+            cause: Cause,
+        }
+        let older = Older {
+            entity: order_id.to_string(),
+            intent: OrderCommand::Advance,
+            cause: cause.clone(),
+        };
+        let bytes = rmp_serde::to_vec_named(&older).expect("encodes");
+        let back: Forward<OrderCommand, OrderEvent> = rmp_serde::from_slice(&bytes).expect("decodes");
+        assert_eq!((back.intent, back.first), (OrderCommand::Advance, None));
         round_trip(&NotifyIntent::Advance {
             ending: Ending {
                 order_id,

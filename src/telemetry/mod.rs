@@ -148,20 +148,18 @@ fn register_zeroes() {
     counter!("orderflow_notifications_total", "channel" => "none", "status" => "opted_out").increment(0);
 }
 
-/// Counts a journaled notification event; true when it settles its ending
-/// (sent, opted out, or failed with nothing left to fall back to).
-pub fn notification_recorded(event: &NotificationEvent) -> bool {
+/// Counts a journaled notification event.
+pub fn notification_recorded(event: &NotificationEvent) {
     let channel = event.channel().map_or("none", Channel::as_str);
-    let (status, settles) = match event {
-        NotificationEvent::Sent { .. } => ("sent", true),
-        NotificationEvent::Failed { fallback: Some(_), .. } => ("fell_back", false),
-        NotificationEvent::Failed { fallback: None, .. } => ("failed", true),
-        NotificationEvent::OptedOut { .. } => ("opted_out", true),
-        NotificationEvent::Read { .. } => ("read", false),
-        NotificationEvent::Claimed { .. } => return false,
+    let status = match event {
+        NotificationEvent::Sent { .. } => "sent",
+        NotificationEvent::Failed { fallback: Some(_), .. } => "fell_back",
+        NotificationEvent::Failed { fallback: None, .. } => "failed",
+        NotificationEvent::OptedOut { .. } => "opted_out",
+        NotificationEvent::Read { .. } => "read",
+        NotificationEvent::Claimed { .. } => return,
     };
     counter!("orderflow_notifications_total", "channel" => channel, "status" => status).increment(1);
-    settles
 }
 
 /// A dead letter reached the node (from `consumer`).

@@ -656,3 +656,40 @@ async fn a_node_killed_mid_send_resends_with_the_same_webhook_id_and_records_onc
     assert!(receiver.refused().is_empty(), "{:?}", receiver.refused());
     crate::support::audit_passes(&rig.js).await;
 }
+
+/// Preferences changed behind the node's back (another node, an operator
+/// with the nats CLI) reach its cache through the bucket's watch: the
+/// node's own answer and its next ending follow the bucket, not what it
+/// read for the customer's previous order.
+#[tokio::test]
+async fn preferences_changed_in_the_bucket_reach_a_node_that_cached_them() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 5).await;
+    let (status, body) = put_preferences(&app, "frank", json!({ "channels": ["log"] })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = app.place_ok(&order_body("frank", &[("SKU-1", 1)], "tok_visa")).await;
+    let told = settled_notifications(&app, &first).await;
+    assert_eq!(
+        (&told[0]["channel"], &told[0]["status"]),
+        (&json!("log"), &json!("sent"))
+    );
+
+    // Straight into the bucket, as another node's PUT would land.
+    let js = app.nats.jetstream().await;
+    let bucket = js.get_key_value("NOTIFICATION_PREFERENCES").await.expect("the bucket");
+    let opted_out = json!({ "channels": [], "opt_out": true, "email": null, "webhook_url": null });
+    bucket
+        .put("frank", serde_json::to_vec(&opted_out).expect("json").into())
+        .await
+        .expect("stored");
+    let url = app.url("/customers/frank/notification-preferences");
+    eventually("the node to hear of the change", SAGA_DEADLINE, || async {
+        let (status, body) = send(app.http.get(url.clone())).await;
+        (status == StatusCode::OK && body["opt_out"] == true).then_some(())
+    })
+    .await;
+    let second = app.place_ok(&order_body("frank", &[("SKU-1", 1)], "tok_visa")).await;
+    let told = settled_notifications(&app, &second).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["status"], "opted_out");
+}

@@ -416,3 +416,31 @@ async fn spans_are_exported_over_otlp_as_one_trace_per_saga() {
     );
     rig.node.kill().await;
 }
+
+/// Once its SKU's actor is live and its customer's preferences are cached,
+/// an order reads only what must be consulted before acting on the world:
+/// its payment's journal (before charging) and its notification's (before
+/// sending). Its own journal is seeded from the delivered `placed`, its
+/// saga is dated from it, and a settled notification is not asked again.
+#[tokio::test]
+async fn a_running_order_reads_only_the_journals_it_must_consult() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 10).await;
+    let completed = r#"orderflow_orders_ended_total{status="COMPLETED"}"#;
+    let reads = r#"orderflow_jetstream_operations_total{op="read"}"#;
+    app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
+    eventually("the first order to be counted", SAGA_DEADLINE, || async {
+        (app.metric(completed).await == Some(1.0)).then_some(())
+    })
+    .await;
+    let before = app.metric(reads).await.expect("reads are counted");
+    let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
+    eventually("the second order to be counted", SAGA_DEADLINE, || async {
+        (app.metric(completed).await == Some(2.0)).then_some(())
+    })
+    .await;
+    // One more: the 201 reads the just-placed order back for its body.
+    let read = app.metric(reads).await.expect("reads are counted") - before - 1.0;
+    assert!(read <= 2.0, "the second order's saga read {read} times");
+    assert_eq!(app.order(&id).await["status"], "COMPLETED");
+}

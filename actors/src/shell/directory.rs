@@ -15,8 +15,9 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::entity::{EntityActor, EntityArgs, EntityMsg};
 use super::{Behavior, Executed, StepError};
-use crate::journal::{Cause, Journal};
+use crate::journal::{Cause, Journal, Journaled};
 use crate::snapshot::SnapshotStore;
+use crate::Aggregate;
 
 /// How many actors one input may see die before it is left to redelivery.
 const RESPAWNS: usize = 3;
@@ -200,12 +201,16 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
         }
     }
 
-    /// Hands one input to the entity's actor and waits until its events are stored.
+    /// Hands one input to the entity's actor and waits until its events
+    /// are stored; `first` is the entity's first event when the caller holds
+    /// it, so an actor that knows nothing yet need not read it back (see
+    /// [`super::Cached::seed_first`]).
     pub async fn execute(
         &self,
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
+        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
     ) -> Result<Executed<B::Aggregate>, StepError> {
         // An actor that dies with the input in hand (killed, panicked) is
         // replaced at once by one that reloads from snapshot and journal; the
@@ -214,11 +219,13 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             let (actor, busy) = self.actor(entity).await?;
             let message = intent.clone();
             let reply_to = cause.clone();
+            let first = first.clone();
             let call = actor
                 .call(
                     |reply| EntityMsg::Execute {
                         intent: message,
                         cause: reply_to,
+                        first,
                         reply,
                     },
                     Some(self.config.call_timeout),

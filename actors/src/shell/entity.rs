@@ -8,7 +8,7 @@ use schemas::subjects::EntityRef;
 
 use super::directory::Slot;
 use super::{execute, Behavior, Cached, Executed, StepError};
-use crate::journal::{Cause, Journal};
+use crate::journal::{Cause, Journal, Journaled};
 use crate::snapshot::{self, SnapshotStore};
 use crate::Aggregate;
 
@@ -18,6 +18,8 @@ pub enum EntityMsg<B: Behavior> {
     Execute {
         intent: B::Intent,
         cause: Cause,
+        /// The entity's first event, when the caller holds it (see [`Cached::seed_first`]).
+        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
         reply: RpcReplyPort<Result<Executed<B::Aggregate>, StepError>>,
     },
 }
@@ -98,7 +100,15 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let EntityMsg::Execute { intent, cause, reply } = msg;
+        let EntityMsg::Execute {
+            intent,
+            cause,
+            first,
+            reply,
+        } = msg;
+        if let Some(first) = &first {
+            state.cache.seed_first(first);
+        }
         // Boxed: the step's future (NATS round trips, gateway calls) is large,
         // and inline it would size every idle actor's task for the worst case.
         let step = execute(

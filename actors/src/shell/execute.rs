@@ -73,6 +73,20 @@ impl<A: Aggregate> Cached<A> {
         }
     }
 
+    /// Starts a cache that knows nothing from `first`, an event the caller
+    /// holds with its stream sequence and knows to be the entity's first
+    /// (the server stored it expecting an empty journal). Saves reading
+    /// back what was just delivered; if more was stored after it, the next
+    /// append is refused and the journal read, as for any guess.
+    pub fn seed_first(&mut self, first: &Journaled<A::Event>) {
+        if self.last_seq != 0 || self.loaded {
+            return;
+        }
+        self.state = A::evolve(std::mem::take(&mut self.state), &first.event);
+        self.last_seq = first.seq;
+        self.folded += 1;
+    }
+
     /// Folds in whatever the journal holds after `last_seq`.
     pub async fn catch_up<J: Journal>(&mut self, journal: &J, entity: &EntityRef) -> Result<(), JournalError> {
         let from = self.last_seq;
