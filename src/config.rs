@@ -219,12 +219,16 @@ impl Default for TelemetryConfig {
 pub struct StoreConfig {
     /// The sled directory.
     pub path: std::path::PathBuf,
+    /// The most bytes of snapshots sled keeps in memory (its page cache;
+    /// sled's own default is 1 GiB, more than a node should hold for a cache).
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: "var/orderflow/snapshots".into(),
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -50,7 +50,8 @@ impl Node {
                 .await
                 .context("opening the journals")?,
         );
-        let snapshots = SledSnapshots::open(&config.store.path).context("opening the snapshot store")?;
+        let snapshots =
+            SledSnapshots::open(&config.store.path, config.store.cache_bytes).context("opening the snapshot store")?;
         let notify = NotifySetup::open(&js, &config.notifications)
             .await
             .context("setting up notifications")?;

@@ -29,12 +29,14 @@ pub struct SledSnapshots {
 }
 
 impl SledSnapshots {
-    /// Opens (or creates) the store. An unreadable one is moved aside and
-    /// replaced by an empty one: snapshots are a cache, so starting cold is safe.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store, keeping at most `cache_bytes` of it in
+    /// memory. An unreadable one is moved aside and replaced by an empty
+    /// one: snapshots are a cache, so starting cold is safe.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let config = || sled::Config::new().path(path).cache_capacity(cache_bytes);
         // A store just closed in this process (a node restarting) may still be
         // locked for a moment by sled's background flusher: wait it out.
-        let opened = (|| sled::open(path))
+        let opened = (|| config().open())
             .retry(
                 ConstantBuilder::default()
                     .with_delay(Duration::from_millis(50))
@@ -52,7 +54,8 @@ impl SledSnapshots {
                     path: path.into(),
                     source,
                 })?;
-                sled::open(path)
+                config()
+                    .open()
                     .map(|db| Self { db })
                     .map_err(|source| StoreError::Open {
                         path: path.into(),
@@ -105,18 +108,20 @@ impl SnapshotStore for SledSnapshots {
 mod tests {
     use super::*;
 
+    const CACHE: u64 = 1024 * 1024;
+
     #[test]
     fn snapshots_survive_a_reopen_and_a_garbage_store_starts_cold() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("snapshots");
         let entity = EntityRef::order(schemas::OrderId::random());
         {
-            let store = SledSnapshots::open(&path).expect("opens");
+            let store = SledSnapshots::open(&path, CACHE).expect("opens");
             store.save(&entity, vec![1, 2, 3]);
             store.flush();
         }
         assert_eq!(
-            SledSnapshots::open(&path).expect("reopens").load(&entity),
+            SledSnapshots::open(&path, CACHE).expect("reopens").load(&entity),
             Some(vec![1, 2, 3])
         );
 
@@ -124,7 +129,7 @@ mod tests {
         std::fs::create_dir_all(&garbage).expect("a directory");
         std::fs::write(garbage.join("conf"), b"\xff\xfe not a sled config").expect("written");
         std::fs::write(garbage.join("db"), vec![0xa5; 4096]).expect("written");
-        let store = SledSnapshots::open(&garbage).expect("an unreadable store is replaced by an empty one");
+        let store = SledSnapshots::open(&garbage, CACHE).expect("an unreadable store is replaced by an empty one");
         assert!(store.is_open());
         assert_eq!(store.load(&entity), None);
         let aside = garbage.with_extension(format!("unreadable-{}", std::process::id()));
