@@ -7,6 +7,10 @@
 #   bench_auth               JWT mode with a secret made for this run; $ORDERFLOW_TOKEN
 #   start_node               `orderflow serve` on $HTTP_PORT; waits for /readyz; $NODE_PID
 #   stop_node [SIGNAL]       stops the node (TERM by default, KILL to crash it)
+#   start_long_run           nats-server and a node whose actors stay live up to the
+#                            cap (idle timeout 1 h, gauges refreshed every second); $URL
+#   live_actors              the node's live actors, summed over kinds, once the gauge settles
+#   rss_kib                  the node's resident memory now
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -82,4 +86,35 @@ stop_node() {
     # A killed node's status is not an error of the script.
     wait "$NODE_PID" 2>/dev/null || true
     NODE_PID=""
+}
+
+start_long_run() {
+    bench_setup
+    start_nats
+    bench_auth
+    export ORDERFLOW_ACTORS__IDLE_TIMEOUT=1h
+    export ORDERFLOW_TELEMETRY__POLL_INTERVAL=1s
+    start_node
+    URL="http://127.0.0.1:$HTTP_PORT"
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$NODE_PID/status"; }
+
+# The gauge is refreshed every telemetry.poll_interval (1 s in a long run):
+# read it until two refreshes agree, for at most 10 s.
+live_actors() {
+    python3 - "$URL" <<'PY'
+import sys, time, urllib.request
+def live():
+    text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5).read().decode()
+    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("orderflow_actors_live{")))
+deadline, last = time.monotonic() + 10, None
+while True:
+    now = live()
+    if now == last or time.monotonic() > deadline:
+        break
+    last = now
+    time.sleep(1.1)
+print(now)
+PY
 }

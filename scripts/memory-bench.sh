@@ -22,25 +22,14 @@ source "$ROOT/scripts/bench-lib.sh"
 ORDERS="${1:-100000}"
 MAX_LIVE="${2:-10000}"
 
-bench_setup
-start_nats
-bench_auth
-export ORDERFLOW_ACTORS__IDLE_TIMEOUT=1h
 export ORDERFLOW_ACTORS__MAX_LIVE="$MAX_LIVE"
-export ORDERFLOW_TELEMETRY__POLL_INTERVAL=1s
-start_node
-URL="http://127.0.0.1:$HTTP_PORT"
+start_long_run
 sample() {
-    python3 - "$URL" "$NODE_PID" "$1" <<'PY'
-import sys, time, urllib.request
-url, pid, placed = sys.argv[1], sys.argv[2], sys.argv[3]
-time.sleep(1.1)  # one gauge refresh
-text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-live = int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("orderflow_actors_live{")))
-status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
-kib = lambda k: int(status[k].split()[0])
-print(f"memory: {placed:>8} orders placed, RSS {kib('VmRSS') / 1024:.0f} MiB (peak {kib('VmHWM') / 1024:.0f} MiB), {live} live actors", flush=True)
-PY
+    local live peak
+    live="$(live_actors)"
+    peak="$(awk '/^VmHWM/ {print $2}' "/proc/$NODE_PID/status")"
+    printf 'memory: %8s orders placed, RSS %d MiB (peak %d MiB), %s live actors\n' \
+        "$1" "$(( $(rss_kib) / 1024 ))" "$(( peak / 1024 ))" "$live"
 }
 sample 0
 STEP=$(( (ORDERS + 9) / 10 ))

@@ -22,32 +22,7 @@ source "$ROOT/scripts/bench-lib.sh"
 ORDERS="${1:-100000}"
 SIGNAL="${2:-KILL}"
 
-bench_setup
-start_nats
-bench_auth
-export ORDERFLOW_ACTORS__IDLE_TIMEOUT=1h
-export ORDERFLOW_TELEMETRY__POLL_INTERVAL=1s
-start_node
-URL="http://127.0.0.1:$HTTP_PORT"
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$NODE_PID/status"; }
-# The gauge is refreshed every telemetry.poll_interval (1 s here): read it
-# until two refreshes agree, for at most 10 s.
-live_actors() {
-    python3 - "$URL" <<'PY'
-import sys, time, urllib.request
-def live():
-    text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5).read().decode()
-    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("orderflow_actors_live{")))
-deadline, last = time.monotonic() + 10, None
-while True:
-    now = live()
-    if now == last or time.monotonic() > deadline:
-        break
-    last = now
-    time.sleep(1.1)
-print(now)
-PY
-}
+start_long_run
 RSS_BEFORE="$(rss_kib)"
 LIVE_BEFORE="$(live_actors)"
 log "filling the journal: $ORDERS orders"

@@ -263,16 +263,13 @@ impl PreferenceCache {
         if watch.is_multiple_of(2) {
             return Err(watch);
         }
-        match self.entries.lock() {
-            Ok(mut entries) => entries.get(customer).cloned().ok_or(watch),
-            Err(_) => Err(watch),
-        }
+        self.entries().get(customer).cloned().ok_or(watch)
     }
 
     /// Keeps `stored`, read or heard under `watch`, unless that watch has
     /// ended or something newer is cached already.
     pub fn offer(&self, customer: &CustomerId, stored: Stored, watch: u64) {
-        let Ok(mut entries) = self.entries.lock() else { return };
+        let mut entries = self.entries();
         // Under the lock, so a watch cannot end between the check and the insert.
         if watch.is_multiple_of(2) || self.watch() != watch {
             return;
@@ -289,11 +286,15 @@ impl PreferenceCache {
     /// A watch started or stopped: the cache starts empty either way.
     /// Returns the new watch's number.
     fn turn(&self) -> u64 {
-        let Ok(mut entries) = self.entries.lock() else {
-            return self.watch.fetch_add(1, Ordering::AcqRel) + 1;
-        };
+        let mut entries = self.entries();
         entries.clear();
         self.watch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The entries, locked. A panic while they were held leaves them whole
+    /// (every change is one map operation), so a poisoned lock is used as is.
+    fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<CustomerId, Stored>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A watch has started: every change from now on will be offered.
@@ -310,7 +311,8 @@ impl PreferenceCache {
 }
 
 /// Feeds every change of the bucket to `cache`, re-watching after a loss,
-/// until the cache is dropped.
+/// until the cache is dropped (noticed at the next change, or when the
+/// connection closes and the watch ends).
 async fn watch(kv: kv::Store, cache: Weak<PreferenceCache>) {
     let retry = Duration::from_secs(1);
     loop {

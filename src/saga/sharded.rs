@@ -47,12 +47,9 @@ struct Forward<I, E> {
     cause: Cause,
     /// The entity's first event, when the sender held it; absent from
     /// nodes that predate it.
-    #[serde(default = "none")]
+    // `Option::default`, not plain `default`, which would ask `E: Default`.
+    #[serde(default = "Option::default")]
     first: Option<Journaled<E>>,
-}
-
-fn none<T>() -> Option<T> {
-    None
 }
 
 /// The owner's answer.

@@ -664,11 +664,34 @@ async fn a_node_killed_mid_send_resends_with_the_same_webhook_id_and_records_onc
 #[tokio::test]
 async fn preferences_changed_in_the_bucket_reach_a_node_that_cached_them() {
     let app = TestApp::spawn().await;
-    app.restock("SKU-1", 5).await;
-    let (status, body) = put_preferences(&app, "frank", json!({ "channels": ["log"] })).await;
+    changes_in_the_bucket_reach_the_node(&app).await;
+}
+
+/// A broker restart breaks the watch's consumer: the node must not go on
+/// trusting a cache nobody keeps current, so a change made after the
+/// restart still reaches it.
+#[tokio::test]
+async fn preferences_changed_after_a_broker_restart_reach_a_node_that_cached_them() {
+    let mut app = TestApp::spawn().await;
+    app.nats.restart().await;
+    changes_in_the_bucket_reach_the_node(&app).await;
+}
+
+/// Frank's log preference is cached by an order; an opt-out written straight
+/// into the bucket must still govern his next order.
+async fn changes_in_the_bucket_reach_the_node(app: &TestApp) {
+    eventually_true("the node to take a restock", SAGA_DEADLINE, || async {
+        let r = app
+            .http
+            .post(app.url("/skus/SKU-1/restock"))
+            .json(&json!({ "quantity": 5 }));
+        send(r).await.0 == StatusCode::OK
+    })
+    .await;
+    let (status, body) = put_preferences(app, "frank", json!({ "channels": ["log"] })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let first = app.place_ok(&order_body("frank", &[("SKU-1", 1)], "tok_visa")).await;
-    let told = settled_notifications(&app, &first).await;
+    let told = settled_notifications(app, &first).await;
     assert_eq!(
         (&told[0]["channel"], &told[0]["status"]),
         (&json!("log"), &json!("sent"))
@@ -689,7 +712,7 @@ async fn preferences_changed_in_the_bucket_reach_a_node_that_cached_them() {
     })
     .await;
     let second = app.place_ok(&order_body("frank", &[("SKU-1", 1)], "tok_visa")).await;
-    let told = settled_notifications(&app, &second).await;
+    let told = settled_notifications(app, &second).await;
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0]["status"], "opted_out");
 }
