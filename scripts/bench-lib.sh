@@ -7,9 +7,11 @@
 #   bench_auth               JWT mode with a secret made for this run; $ORDERFLOW_TOKEN
 #   start_node               `orderflow serve` on $HTTP_PORT; waits for /readyz; $NODE_PID
 #   stop_node [SIGNAL]       stops the node (TERM by default, KILL to crash it)
-#   start_long_run           nats-server and a node whose actors stay live up to the
-#                            cap (idle timeout 1 h, gauges refreshed every second); $URL
-#   live_actors              the node's live actors, summed over kinds, once the gauge settles
+#   start_long_run           nats-server and a node whose entities stay in memory up to
+#                            the cap (idle timeout 1 h, gauges refreshed every second); $URL
+#   node_gauge FAMILY...     the node's gauges FAMILY, summed over kinds, once they settle
+#                            (orderflow_actors_live: actors running; orderflow_entities_parked:
+#                            states held without an actor)
 #   rss_kib                  the node's resident memory now
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -100,14 +102,15 @@ start_long_run() {
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$NODE_PID/status"; }
 
-# The gauge is refreshed every telemetry.poll_interval (1 s in a long run):
-# read it until two refreshes agree, for at most 10 s.
-live_actors() {
-    python3 - "$URL" <<'PY'
+# Gauges are refreshed every telemetry.poll_interval (1 s in a long run):
+# read them until two refreshes agree, for at most 10 s.
+node_gauge() {
+    python3 - "$URL" "$@" <<'PY'
 import sys, time, urllib.request
+families = tuple(f + "{" for f in sys.argv[2:])
 def live():
     text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5).read().decode()
-    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("orderflow_actors_live{")))
+    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(families)))
 deadline, last = time.monotonic() + 10, None
 while True:
     now = live()

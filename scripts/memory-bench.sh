@@ -4,14 +4,16 @@
 #   scripts/memory-bench.sh [ORDERS] [MAX_LIVE]     # defaults: 100000 10000
 #
 # A fresh nats-server and a release node (scripts/bench-lib.sh) with the
-# live-actor cap at MAX_LIVE per kind and actors kept until the cap makes
-# them passivate (idle timeout one hour); `orderflow bench` places ORDERS
-# orders, 64 in flight; the node's RSS (now and peak) and live actors are
-# printed every tenth of the run and at the end.
+# cap at MAX_LIVE per kind (actors running, and states parked without an
+# actor) and entities kept in memory until the cap makes them passivate
+# (idle timeout one hour); `orderflow bench` places ORDERS orders, 64 in
+# flight; the node's RSS (now and peak), actors running and states parked
+# are printed every tenth of the run and at the end.
 #
-# Per live actor: run twice with the same ORDERS and two caps; the RSS
-# difference over the live-actor difference is what one live actor costs,
-# free of what every order costs (indexes, snapshots, allocator).
+# Per entity in memory: run twice with the same ORDERS and two caps; the
+# RSS difference over the difference in entities held (running + parked)
+# is what one costs, free of what every order costs (indexes, snapshots,
+# allocator).
 # Run by hand, never by CI; quote medians of repeated runs.
 set -euo pipefail
 
@@ -25,11 +27,12 @@ MAX_LIVE="${2:-10000}"
 export ORDERFLOW_ACTORS__MAX_LIVE="$MAX_LIVE"
 start_long_run
 sample() {
-    local live peak
-    live="$(live_actors)"
+    local live parked peak
+    live="$(node_gauge orderflow_actors_live)"
+    parked="$(node_gauge orderflow_entities_parked)"
     peak="$(awk '/^VmHWM/ {print $2}' "/proc/$NODE_PID/status")"
-    printf 'memory: %8s orders placed, RSS %d MiB (peak %d MiB), %s live actors\n' \
-        "$1" "$(( $(rss_kib) / 1024 ))" "$(( peak / 1024 ))" "$live"
+    printf 'memory: %8s orders placed, RSS %d MiB (peak %d MiB), %s entities in memory (%s actors running, %s parked)\n' \
+        "$1" "$(( $(rss_kib) / 1024 ))" "$(( peak / 1024 ))" "$(( live + parked ))" "$live" "$parked"
 }
 sample 0
 STEP=$(( (ORDERS + 9) / 10 ))

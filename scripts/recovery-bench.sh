@@ -3,12 +3,15 @@
 #
 #   scripts/recovery-bench.sh [ORDERS] [SIGNAL]     # defaults: 100000 KILL
 #
-# 1. A fresh nats-server and a release node (scripts/bench-lib.sh); actors
-#    kept live for an hour, so every order leaves its actors in memory up
-#    to the cap (`actors.max_live`, 10,000 per kind by default).
+# 1. A fresh nats-server and a release node (scripts/bench-lib.sh);
+#    entities kept in memory for an hour, so every order leaves its
+#    entities there up to the cap (`actors.max_live`, 10,000 per kind by
+#    default).
 # 2. `orderflow bench --orders ORDERS --concurrency 64` fills the journal.
-# 3. Memory: the node's RSS growth over the run divided by the live actors
-#    the node reports (`orderflow_actors_live`, summed over kinds).
+# 3. Memory: the node's RSS growth over the run divided by the entities it
+#    holds (`orderflow_actors_live` + `orderflow_entities_parked`, summed
+#    over kinds); an upper bound, since the growth also holds what every
+#    order costs.
 # 4. Recovery: the node is stopped with SIGNAL (KILL: a crash; TERM: a clean
 #    stop that snapshots), started again on the same stores, and timed from
 #    its start to /readyz, and to a new order placed and COMPLETED.
@@ -24,19 +27,19 @@ SIGNAL="${2:-KILL}"
 
 start_long_run
 RSS_BEFORE="$(rss_kib)"
-LIVE_BEFORE="$(live_actors)"
+LIVE_BEFORE="$(node_gauge orderflow_actors_live orderflow_entities_parked)"
 log "filling the journal: $ORDERS orders"
 "$ORDERFLOW" bench --url "$URL" --orders "$ORDERS" --concurrency 64 --duration 1h --json > "$WORK/fill.json"
 RSS_AFTER="$(rss_kib)"
-LIVE_AFTER="$(live_actors)"
+LIVE_AFTER="$(node_gauge orderflow_actors_live orderflow_entities_parked)"
 python3 - "$WORK/fill.json" "$RSS_BEFORE" "$RSS_AFTER" "$LIVE_BEFORE" "$LIVE_AFTER" <<'PY'
 import json, sys
 fill = json.load(open(sys.argv[1]))
 rss_before, rss_after, live_before, live_after = map(int, sys.argv[2:6])
 live = live_after - live_before
 print(f"fill:     {fill['orders']} orders at {fill['orders_per_second']:.0f}/s, outcomes {fill['outcomes']}, errors {fill['errors']}")
-print(f"memory:   RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB with {live} more live actors: "
-      f"{(rss_after - rss_before) / max(live, 1):.1f} KiB per live actor")
+print(f"memory:   RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB with {live} more entities in memory: "
+      f"{(rss_after - rss_before) / max(live, 1):.1f} KiB per entity (upper bound)")
 PY
 
 log "stopping the node with SIG$SIGNAL and starting it again"

@@ -310,9 +310,14 @@ pub struct ActorConfig {
     /// How long a consumer waits for an actor to handle one input.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
-    /// The most live actors per kind (order, payment, inventory, notification).
+    /// The most live actors per kind (order, payment, inventory,
+    /// notification), and the most entity states parked per kind.
     pub max_live: usize,
-    /// An actor unused this long snapshots and stops.
+    /// An actor with nothing to do this long parks its state and stops
+    /// (never later than `idle_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub park_after: Duration,
+    /// An entity unused this long is snapshotted and dropped from memory.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Snapshot an entity after this many events folded in (and on passivation).
@@ -451,6 +456,7 @@ impl Default for ActorConfig {
         Self {
             call_timeout: Duration::from_secs(20),
             max_live: 10_000,
+            park_after: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(30),
             snapshot_every: 500,
         }

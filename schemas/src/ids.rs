@@ -46,6 +46,11 @@ impl OrderId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// The order id that is this UUID.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
 }
 
 impl fmt::Display for OrderId {

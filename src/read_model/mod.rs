@@ -2,6 +2,7 @@
 //! held in memory and rebuilt from the stream at every start (never the record).
 
 pub mod follow;
+pub mod interned;
 pub mod orders;
 
 pub use orders::{OrderEntry, OrderFilter, OrderIndex, Page, PageKey};

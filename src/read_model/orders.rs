@@ -1,16 +1,22 @@
 //! The order index behind `GET /api/v1/orders`: one compact entry per order
 //! (id, customer, status, created, amount), keyed for the list's filters.
+//! It holds every order the stream holds, so an entry is kept small (about
+//! 40 bytes sorted by key, plus the id's placement time and the customer's
+//! list): customers and currencies are numbered once, and sorted vectors
+//! replace tree nodes, since orders arrive almost in key order.
 //!
 //! Pure: it folds decoded events with their stream sequence and time; the
 //! consumer that feeds it lives in [`super::follow`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use actors::order::{Order, OrderSaga, OrderStatus};
 use actors::Aggregate;
 use schemas::order::OrderEvent;
-use schemas::{CustomerId, Money, OrderId};
+use schemas::{Currency, CustomerId, Money, OrderId};
+
+use super::interned::Interned;
 
 /// Where an order sorts in a listing: newest placement first, the id breaking ties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,12 +76,6 @@ pub struct OrderFilter {
     pub created_to_ms: Option<u64>,
 }
 
-impl OrderFilter {
-    fn admits(&self, entry: &OrderEntry) -> bool {
-        self.status.is_none_or(|s| s == entry.status) && self.customer.as_ref().is_none_or(|c| *c == entry.customer_id)
-    }
-}
-
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -85,17 +85,58 @@ pub struct Page {
     pub next: Option<PageKey>,
 }
 
+/// What the index keeps of one order besides its key (16 bytes).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    minor: u64,
+    customer: u32,
+    /// ISO 4217 allows 26^3 codes, well inside 16 bits.
+    currency: u16,
+    status: OrderStatus,
+}
+
 /// The index itself.
 #[derive(Debug, Default)]
 pub struct OrderIndex {
-    entries: BTreeMap<PageKey, OrderEntry>,
-    keys: HashMap<OrderId, PageKey>,
-    by_customer: HashMap<CustomerId, BTreeSet<PageKey>>,
+    /// Every order, sorted by key.
+    entries: Vec<(PageKey, Slot)>,
+    /// When each order was placed, which with its id gives its key.
+    created: HashMap<OrderId, u64>,
+    /// By customer number, the keys of that customer's orders, sorted.
+    by_customer: Vec<Vec<PageKey>>,
+    customers: Interned<CustomerId>,
+    currencies: Interned<Currency>,
     /// The folded state of orders still running: the status needs more than
     /// the last event. Dropped when the order ends, so an ended order costs
     /// only its entry.
     running: HashMap<OrderId, Order>,
     applied_seq: u64,
+}
+
+/// Inserts `key` into the sorted `keys` (almost always at the end).
+fn insert_sorted<T>(items: &mut Vec<T>, key: PageKey, item: T, key_of: impl Fn(&T) -> PageKey) {
+    let at = items.partition_point(|i| key_of(i) < key);
+    items.insert(at, item);
+}
+
+/// The positions of `keys` inside the bounds, as a range of indices.
+fn within<T>(
+    items: &[T],
+    lower: Bound<PageKey>,
+    upper: Bound<PageKey>,
+    key_of: impl Fn(&T) -> PageKey,
+) -> std::ops::Range<usize> {
+    let from = match lower {
+        Bound::Included(l) => items.partition_point(|i| key_of(i) < l),
+        Bound::Excluded(l) => items.partition_point(|i| key_of(i) <= l),
+        Bound::Unbounded => 0,
+    };
+    let to = match upper {
+        Bound::Included(u) => items.partition_point(|i| key_of(i) <= u),
+        Bound::Excluded(u) => items.partition_point(|i| key_of(i) < u),
+        Bound::Unbounded => items.len(),
+    };
+    from..to.max(from)
 }
 
 impl OrderIndex {
@@ -126,7 +167,7 @@ impl OrderIndex {
             return;
         }
         self.applied_seq = seq;
-        let known = self.keys.get(&order_id).copied();
+        let known = self.created.get(&order_id).copied();
         if known.is_some() && !self.running.contains_key(&order_id) {
             // Ended orders do not change any more (a late duplicate changes nothing).
             return;
@@ -140,29 +181,57 @@ impl OrderIndex {
             return;
         };
         let status = order.status();
-        let key = known.unwrap_or(PageKey::of(time_ms, order_id));
-        let entry = OrderEntry {
-            order_id,
-            customer_id: order.customer_id.clone(),
+        let amount = order.amount();
+        let key = PageKey::of(known.unwrap_or(time_ms), order_id);
+        let customer = self.customers.number(&order.customer_id);
+        let slot = Slot {
+            minor: amount.minor,
+            customer,
+            currency: u16::try_from(self.currencies.number(&amount.currency)).unwrap_or(u16::MAX),
             status,
-            created_ms: key.created_ms,
-            amount: order.amount(),
         };
-        if known.is_none() {
-            self.keys.insert(order_id, key);
-            self.by_customer
-                .entry(entry.customer_id.clone())
-                .or_default()
-                .insert(key);
+        if known.is_some() {
+            if let Ok(at) = self.entries.binary_search_by_key(&key, |(k, _)| *k) {
+                self.entries[at].1 = slot;
+            }
+        } else {
+            self.created.insert(order_id, key.created_ms);
+            insert_sorted(&mut self.entries, key, (key, slot), |(k, _)| *k);
+            let n = customer as usize;
+            if self.by_customer.len() <= n {
+                self.by_customer.resize_with(n + 1, Vec::new);
+            }
+            insert_sorted(&mut self.by_customer[n], key, key, |k| *k);
         }
-        self.entries.insert(key, entry);
         if !status.is_terminal() {
             self.running.insert(order_id, order);
         }
     }
 
+    /// The entry of the order at `key`, as the API shows it.
+    fn entry(&self, key: PageKey, slot: &Slot) -> Option<OrderEntry> {
+        Some(OrderEntry {
+            order_id: OrderId::from_uuid(uuid::Uuid::from_u128(key.id)),
+            customer_id: self.customers.get(slot.customer)?.clone(),
+            status: slot.status,
+            created_ms: key.created_ms,
+            amount: Money {
+                minor: slot.minor,
+                currency: self
+                    .currencies
+                    .get(u32::from(slot.currency))
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+        })
+    }
+
     /// Up to `limit` entries admitted by `filter`, newest first, starting after `after`.
     pub fn page(&self, filter: &OrderFilter, after: Option<PageKey>, limit: usize) -> Page {
+        let empty = Page {
+            entries: Vec::new(),
+            next: None,
+        };
         let lower = match filter.created_from_ms {
             Some(ms) => Bound::Included(PageKey::first_at(ms)),
             None => Bound::Unbounded,
@@ -174,31 +243,33 @@ impl OrderIndex {
             (Some(k), None) | (None, Some(k)) => Bound::Excluded(k),
             (None, None) => Bound::Unbounded,
         };
-        if matches!((lower, upper), (Bound::Included(l), Bound::Excluded(u)) if l >= u) {
-            return Page {
-                entries: Vec::new(),
-                next: None,
-            };
-        }
-        let keys: Box<dyn Iterator<Item = &PageKey>> = match &filter.customer {
-            Some(c) => match self.by_customer.get(c) {
-                Some(keys) => Box::new(keys.range((lower, upper)).rev()),
-                None => Box::new(std::iter::empty()),
+        let keys: Box<dyn Iterator<Item = PageKey>> = match &filter.customer {
+            Some(c) => match self.customers.find(c).and_then(|n| self.by_customer.get(n as usize)) {
+                Some(keys) => Box::new(keys[within(keys, lower, upper, |k| *k)].iter().rev().copied()),
+                None => return empty,
             },
-            None => Box::new(self.entries.range((lower, upper)).rev().map(|(k, _)| k)),
+            None => Box::new(
+                self.entries[within(&self.entries, lower, upper, |(k, _)| *k)]
+                    .iter()
+                    .rev()
+                    .map(|(k, _)| *k),
+            ),
         };
         let mut entries = Vec::new();
         let mut next = None;
         for key in keys {
-            let Some(entry) = self.entries.get(key) else { continue };
-            if !filter.admits(entry) {
+            let Ok(at) = self.entries.binary_search_by_key(&key, |(k, _)| *k) else {
+                continue;
+            };
+            let slot = &self.entries[at].1;
+            if filter.status.is_some_and(|s| s != slot.status) {
                 continue;
             }
             if entries.len() == limit {
                 next = entries.last().map(OrderEntry::key);
                 break;
             }
-            entries.push(entry.clone());
+            entries.extend(self.entry(key, slot));
         }
         Page { entries, next }
     }

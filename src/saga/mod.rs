@@ -11,7 +11,8 @@ use std::sync::Arc;
 use actors::inventory::Inventory;
 use actors::notification::NotifyBehavior;
 use actors::order::OrderSaga;
-use actors::shell::directory::DirectoryConfig;
+use actors::shell::directory::{DirectoryConfig, LiveGauge};
+use actors::shell::parked::ParkedGauge;
 use actors::shell::{Directory, DirectoryError, PaymentBehavior, Pure};
 use actors::snapshot::SnapshotStore;
 use futures::StreamExt;
@@ -67,6 +68,7 @@ impl Actors {
         let directory = DirectoryConfig {
             call_timeout: a.call_timeout,
             max_live: a.max_live,
+            park_after: a.park_after,
             idle_timeout: a.idle_timeout,
             snapshot_every: a.snapshot_every,
         };
@@ -115,6 +117,25 @@ impl Actors {
 }
 
 impl Actors {
+    /// Each kind's label with the gauges of this node's directory for it:
+    /// actors running, and states parked without one.
+    pub fn gauges(&self) -> [(&'static str, &LiveGauge, &ParkedGauge); 4] {
+        [
+            ("order", self.orders.local().gauge(), self.orders.local().parked()),
+            ("payment", self.payments.local().gauge(), self.payments.local().parked()),
+            (
+                "inventory",
+                self.inventory.local().gauge(),
+                self.inventory.local().parked(),
+            ),
+            (
+                "notification",
+                self.notifications.local().gauge(),
+                self.notifications.local().parked(),
+            ),
+        ]
+    }
+
     /// Stops every actor, letting each finish its queue and snapshot.
     pub async fn passivate_all(&self) {
         let deadline = std::time::Duration::from_secs(5);

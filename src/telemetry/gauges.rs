@@ -1,7 +1,7 @@
 //! Numbers read on an interval rather than counted as they happen: each
 //! durable consumer's lag and the dead-letter backlog, from the broker (every
 //! node reports the same cluster-wide values; dashboards take the max), and
-//! this node's actor directories' live, passivated and replaced counts.
+//! this node's actor directories' live, parked, passivated and replaced counts.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,13 +33,11 @@ pub fn run(
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
-            for (kind, gauge) in [
-                ("order", actors.orders.local().gauge()),
-                ("payment", actors.payments.local().gauge()),
-                ("inventory", actors.inventory.local().gauge()),
-                ("notification", actors.notifications.local().gauge()),
-            ] {
-                super::actors(kind, gauge.now(), gauge.peak(), gauge.passivated(), gauge.replaced());
+            // Histogram samples wait in buckets until a scrape folds them
+            // in; a node nobody scrapes would keep every one.
+            super::prometheus().run_upkeep();
+            for (kind, live, parked) in actors.gauges() {
+                super::actors(kind, live, parked);
             }
             for (name, (pending, ack_pending)) in consumer_lag(&js, &consumers).await {
                 super::consumer_lag(&name, pending, ack_pending);

@@ -11,6 +11,8 @@ pub mod trace_context;
 
 use std::sync::OnceLock;
 
+use actors::shell::directory::LiveGauge;
+use actors::shell::parked::ParkedGauge;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use schemas::notification::{Channel, NotificationEvent};
@@ -74,7 +76,15 @@ fn describe() {
     );
     describe_counter!(
         "orderflow_actor_passivations_total",
-        "Actors snapshotted and stopped, by kind"
+        "Actors stopped, idle or making room at the cap (their state parked), by kind"
+    );
+    describe_gauge!(
+        "orderflow_entities_parked",
+        "Entity states held in memory without an actor, by kind"
+    );
+    describe_counter!(
+        "orderflow_entity_passivations_total",
+        "Parked entity states snapshotted and dropped from memory, by kind"
     );
     describe_counter!(
         "orderflow_actor_restarts_total",
@@ -130,6 +140,7 @@ fn register_zeroes() {
         counter!("orderflow_occ_conflicts_total", "kind" => kind).increment(0);
         counter!("orderflow_duplicates_dropped_total", "kind" => kind).increment(0);
         counter!("orderflow_actor_passivations_total", "kind" => kind).increment(0);
+        counter!("orderflow_entity_passivations_total", "kind" => kind).increment(0);
         counter!("orderflow_actor_restarts_total", "kind" => kind).increment(0);
     }
     for status in ["COMPLETED", "FAILED", "CANCELLED"] {
@@ -287,9 +298,11 @@ pub fn order_ended(status: &'static str, took: Option<std::time::Duration>) {
 }
 
 /// One kind of actor's numbers, as its directory counts them.
-pub fn actors(kind: &'static str, live: usize, peak: usize, passivations: u64, restarts: u64) {
-    gauge!("orderflow_actors_live", "kind" => kind).set(live as f64);
-    gauge!("orderflow_actors_peak", "kind" => kind).set(peak as f64);
-    counter!("orderflow_actor_passivations_total", "kind" => kind).absolute(passivations);
-    counter!("orderflow_actor_restarts_total", "kind" => kind).absolute(restarts);
+pub fn actors(kind: &'static str, actors: &LiveGauge, parked: &ParkedGauge) {
+    gauge!("orderflow_actors_live", "kind" => kind).set(actors.now() as f64);
+    gauge!("orderflow_actors_peak", "kind" => kind).set(actors.peak() as f64);
+    counter!("orderflow_actor_passivations_total", "kind" => kind).absolute(actors.passivated());
+    counter!("orderflow_actor_restarts_total", "kind" => kind).absolute(actors.replaced());
+    gauge!("orderflow_entities_parked", "kind" => kind).set(parked.now() as f64);
+    counter!("orderflow_entity_passivations_total", "kind" => kind).absolute(parked.passivated());
 }

@@ -37,6 +37,8 @@ CATALOG = {
     "orderflow_step_duration_seconds": ("histogram", {"step"}),
     "orderflow_actors_live": ("gauge", {"kind"}),
     "orderflow_actor_passivations_total": ("counter", {"kind"}),
+    "orderflow_entities_parked": ("gauge", {"kind"}),
+    "orderflow_entity_passivations_total": ("counter", {"kind"}),
     "orderflow_actor_restarts_total": ("counter", {"kind"}),
     "orderflow_occ_conflicts_total": ("counter", {"kind"}),
     "orderflow_duplicates_dropped_total": ("counter", {"kind"}),

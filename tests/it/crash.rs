@@ -221,21 +221,23 @@ async fn a_small_cap_on_live_actors_holds_and_passivated_actors_recover() {
     app.audit_passes().await;
 
     let actors = app.node.as_ref().expect("a node").actors.clone();
-    for (kind, gauge) in [
-        ("order", actors.orders.local().gauge()),
-        ("payment", actors.payments.local().gauge()),
-        ("inventory", actors.inventory.local().gauge()),
-        ("notification", actors.notifications.local().gauge()),
-    ] {
+    for (kind, gauge, parked) in actors.gauges() {
         assert!(
             gauge.peak() <= 8,
             "{kind}: {} live actors at once over a cap of 8",
             gauge.peak()
         );
+        assert!(
+            parked.now() <= 8,
+            "{kind}: {} states parked over a cap of 8",
+            parked.now()
+        );
+        // 300 orders through 8 places: parked states were let go, with a snapshot.
+        assert!(parked.passivated() > 0, "{kind}: no parked state was passivated");
         eventually_true(
-            &format!("idle {kind} actors to passivate"),
+            &format!("idle {kind} actors to stop and their parked states to passivate"),
             Duration::from_secs(10),
-            || async { gauge.now() == 0 },
+            || async { gauge.now() == 0 && parked.now() == 0 },
         )
         .await;
     }

@@ -198,6 +198,8 @@ async fn metrics_expose_every_family_with_sane_values_after_a_small_load() {
     assert!(op("ack") >= 8.0 && op("ack") <= op("deliver"), "acks {}", op("ack"));
     for family in [
         r#"orderflow_actor_passivations_total{kind="order"}"#,
+        r#"orderflow_entities_parked{kind="order"}"#,
+        r#"orderflow_entity_passivations_total{kind="order"}"#,
         r#"orderflow_actor_restarts_total{kind="order"}"#,
         r#"orderflow_occ_conflicts_total{kind="order"}"#,
         r#"orderflow_duplicates_dropped_total{kind="order"}"#,

@@ -1,6 +1,8 @@
 //! Finds or spawns the actor of an entity, under one supervisor per kind,
-//! and keeps the number of live actors bounded (invariant 8): idle actors
-//! passivate, and at the cap the least recently used idle one makes room.
+//! and keeps memory bounded (invariant 8): an actor with nothing to do
+//! parks its state and stops, parked states idle for long passivate
+//! (snapshot, dropped), and both are capped: at the cap the least recently
+//! used idle actor parks, and the least recently parked state passivates.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +16,7 @@ use schemas::subjects::EntityRef;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::entity::{EntityActor, EntityArgs, EntityMsg};
+use super::parked::ParkingLot;
 use super::{Behavior, Executed, StepError};
 use crate::journal::{Cause, Journal, Journaled};
 use crate::snapshot::SnapshotStore;
@@ -34,9 +37,11 @@ pub enum DirectoryError {
 pub struct DirectoryConfig {
     /// How long a caller waits for an actor to handle one input.
     pub call_timeout: Duration,
-    /// The most actors of this kind alive at once.
+    /// The most actors of this kind alive at once, and the most states parked.
     pub max_live: usize,
-    /// An actor unused this long snapshots and stops.
+    /// An actor unused this long parks its state and stops (at most `idle_timeout`).
+    pub park_after: Duration,
+    /// An entity unused this long is snapshotted and dropped from memory.
     pub idle_timeout: Duration,
     /// Snapshot after this many events folded into an entity.
     pub snapshot_every: usize,
@@ -131,6 +136,7 @@ pub struct Directory<B: Behavior, J: Journal> {
     behavior: Arc<B>,
     journal: Arc<J>,
     snapshots: Arc<dyn SnapshotStore>,
+    parking: Arc<ParkingLot<B::Aggregate>>,
     config: DirectoryConfig,
 }
 
@@ -151,13 +157,16 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             .await
             .map_err(|e| DirectoryError::Supervisor(e.to_string()))?;
         let gauge = Arc::<LiveGauge>::default();
+        let max_live = NonZeroUsize::new(config.max_live).map_or(1, NonZeroUsize::get);
+        let parking = Arc::new(ParkingLot::new(max_live, snapshots.clone()));
         tokio::spawn(sweep(
             kind,
-            std::sync::Arc::downgrade(&live),
+            Arc::downgrade(&live),
+            Arc::downgrade(&parking),
             gauge.clone(),
+            config.park_after.min(config.idle_timeout),
             config.idle_timeout,
         ));
-        let max_live = NonZeroUsize::new(config.max_live).map_or(1, NonZeroUsize::get);
         Ok(Self {
             kind,
             live,
@@ -167,6 +176,7 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             behavior,
             journal,
             snapshots,
+            parking,
             config,
         })
     }
@@ -174,6 +184,11 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
     /// Live actors now and at most so far.
     pub fn gauge(&self) -> &LiveGauge {
         &self.gauge
+    }
+
+    /// The states parked without an actor.
+    pub fn parked(&self) -> &super::parked::ParkedGauge {
+        self.parking.gauge()
     }
 
     /// The ids of the live actors (for tests that kill them).
@@ -186,7 +201,8 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
         self.live.lock().await.by_id.peek(&entity.id).map(|e| e.cell.clone())
     }
 
-    /// Passivates every actor (each snapshots as it stops), waiting up to `deadline`.
+    /// Passivates every entity: actors stop and park (waiting up to
+    /// `deadline`), then every parked state is snapshotted.
     pub async fn passivate_all(&self, deadline: Duration) {
         {
             let mut live = self.live.lock().await;
@@ -199,6 +215,7 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
         while self.gauge.now() > 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.parking.passivate_all();
     }
 
     /// Hands one input to the entity's actor and waits until its events
@@ -311,11 +328,13 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             self.behavior.clone(),
             self.journal.clone(),
             self.snapshots.clone(),
+            self.parking.clone(),
             self.config.snapshot_every,
         );
         let args = EntityArgs {
             entity: entity.clone(),
             slot,
+            parked: self.parking.take(entity),
         };
         let (actor, _) = Actor::spawn_linked(None, shell, args, self.supervisor.clone())
             .await
@@ -334,22 +353,36 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
     }
 }
 
-/// Passivates actors idle for `idle_timeout`, until the directory is dropped.
-async fn sweep(kind: &'static str, live: std::sync::Weak<Mutex<Live>>, gauge: Arc<LiveGauge>, idle_timeout: Duration) {
-    let period = (idle_timeout / 4).max(Duration::from_millis(100));
+/// Parks actors idle for `park_after` and passivates states parked for
+/// `idle_timeout`, until the directory is dropped.
+async fn sweep<A: Aggregate>(
+    kind: &'static str,
+    live: std::sync::Weak<Mutex<Live>>,
+    parking: std::sync::Weak<ParkingLot<A>>,
+    gauge: Arc<LiveGauge>,
+    park_after: Duration,
+    idle_timeout: Duration,
+) {
+    let period = (park_after / 2).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(period).await;
-        let Some(live) = live.upgrade() else { return };
-        let mut live = live.lock().await;
-        let mut passivated = 0;
-        while let Some(cell) = live.pop_idle_lru(idle_timeout) {
-            cell.drain().ok();
-            passivated += 1u64;
+        let (Some(live), Some(parking)) = (live.upgrade(), parking.upgrade()) else {
+            return;
+        };
+        let mut parked = 0;
+        {
+            let mut live = live.lock().await;
+            while let Some(cell) = live.pop_idle_lru(park_after) {
+                // Draining lets it finish anything queued; it parks as it stops.
+                cell.drain().ok();
+                parked += 1u64;
+            }
         }
-        if passivated > 0 {
-            gauge.passivated.fetch_add(passivated, Ordering::AcqRel);
-            tracing::debug!(kind, passivated, "passivated idle actors");
+        if parked > 0 {
+            gauge.passivated.fetch_add(parked, Ordering::AcqRel);
+            tracing::debug!(kind, parked, "idle actors parked");
         }
+        parking.expire(idle_timeout);
     }
 }
 

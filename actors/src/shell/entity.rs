@@ -1,5 +1,7 @@
-//! One actor per entity: its mailbox serialises the entity's inputs, its
-//! state is a cache of the journal, and a crash loses nothing but the cache.
+//! One actor per entity with work in hand: its mailbox serialises the
+//! entity's inputs, its state is a cache of the journal, and a crash loses
+//! nothing but the cache. Between bursts of work the state waits in the
+//! [`ParkingLot`] without an actor.
 
 use std::sync::Arc;
 
@@ -7,6 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use schemas::subjects::EntityRef;
 
 use super::directory::Slot;
+use super::parked::{save_snapshot, Parked, ParkingLot};
 use super::{execute, Behavior, Cached, Executed, StepError};
 use crate::journal::{Cause, Journal, Journaled};
 use crate::snapshot::{self, SnapshotStore};
@@ -25,32 +28,43 @@ pub enum EntityMsg<B: Behavior> {
 }
 
 /// The actor shell around one entity's state machine.
-pub struct EntityActor<B, J> {
+pub struct EntityActor<B: Behavior, J> {
     behavior: Arc<B>,
     journal: Arc<J>,
     snapshots: Arc<dyn SnapshotStore>,
+    parking: Arc<ParkingLot<B::Aggregate>>,
     snapshot_every: usize,
 }
 
-impl<B, J> EntityActor<B, J> {
-    /// A shell that decides with `behavior`, stores in `journal`, and
-    /// snapshots after every `snapshot_every` events it folds in, and when it stops.
-    pub fn new(behavior: Arc<B>, journal: Arc<J>, snapshots: Arc<dyn SnapshotStore>, snapshot_every: usize) -> Self {
+impl<B: Behavior, J> EntityActor<B, J> {
+    /// A shell that decides with `behavior`, stores in `journal`,
+    /// snapshots after every `snapshot_every` events it folds in, and parks
+    /// its state in `parking` when it stops.
+    pub fn new(
+        behavior: Arc<B>,
+        journal: Arc<J>,
+        snapshots: Arc<dyn SnapshotStore>,
+        parking: Arc<ParkingLot<B::Aggregate>>,
+        snapshot_every: usize,
+    ) -> Self {
         Self {
             behavior,
             journal,
             snapshots,
+            parking,
             snapshot_every: snapshot_every.max(1),
         }
     }
 }
 
 /// What an entity actor is started with.
-pub struct EntityArgs {
+pub struct EntityArgs<A: Aggregate> {
     /// Which entity.
     pub(crate) entity: EntityRef,
     /// Its place under the cap on live actors, given back when it stops.
     pub(crate) slot: Slot,
+    /// The state the entity's last actor parked, if it is still held.
+    pub(crate) parked: Option<Parked<A>>,
 }
 
 /// An entity actor's state: who it is and what it has read.
@@ -62,24 +76,24 @@ pub struct EntityState<A: Aggregate> {
     _slot: Slot,
 }
 
-impl<B: Behavior, J: Journal> EntityActor<B, J> {
-    fn snapshot(&self, state: &mut EntityState<B::Aggregate>) {
-        if state.cache.folded == state.snapshotted_at || state.cache.last_seq == 0 {
-            return;
-        }
-        if let Some(bytes) = snapshot::encode(&state.cache.state, state.cache.last_seq) {
-            self.snapshots.save(&state.entity, bytes);
-            state.snapshotted_at = state.cache.folded;
-        }
-    }
-}
-
 impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
     type Msg = EntityMsg<B>;
     type State = EntityState<B::Aggregate>;
-    type Arguments = EntityArgs;
+    type Arguments = EntityArgs<B::Aggregate>;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: EntityArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: EntityArgs<B::Aggregate>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        if let Some(parked) = args.parked {
+            return Ok(EntityState {
+                entity: args.entity,
+                cache: parked.cache,
+                snapshotted_at: parked.snapshotted_at,
+                _slot: args.slot,
+            });
+        }
         // A snapshot is only a head start: the cache is not "loaded" until
         // the journal's tail after it has been read.
         let cache = match self.snapshots.load(&args.entity).and_then(|b| snapshot::decode(&b)) {
@@ -126,7 +140,9 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         } else if state.cache.folded - state.snapshotted_at >= self.snapshot_every {
             // Every `snapshot_every` events, replayed or appended: a long
             // replay is kept at once, so the next start skips it.
-            self.snapshot(state);
+            if save_snapshot(&*self.snapshots, &state.entity, &state.cache, state.snapshotted_at) {
+                state.snapshotted_at = state.cache.folded;
+            }
         }
         // The caller may have given up waiting; the input will be redelivered.
         let _ = reply.send(result);
@@ -134,9 +150,13 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        // Passivation: keep what was read, so the next start replays only the tail.
-        if state.cache.loaded {
-            self.snapshot(state);
+        // Parked: the next actor starts from what this one read (a cache
+        // left behind by a failed step keeps `loaded` false, so its next
+        // actor reads the journal's tail first).
+        if state.cache.loaded || state.cache.last_seq > 0 {
+            let cache = std::mem::take(&mut state.cache);
+            self.parking
+                .park(state.entity.clone(), Parked::new(cache, state.snapshotted_at));
         }
         Ok(())
     }
