@@ -25,6 +25,11 @@ use crate::Aggregate;
 /// How many actors one input may see die before it is left to redelivery.
 const RESPAWNS: usize = 3;
 
+/// A state let go is snapshotted only if it folded this many events since
+/// its last snapshot (or `snapshot_every`, if smaller): a shorter journal
+/// is read back in one batched request, which a snapshot would not save.
+const PASSIVATION_SNAPSHOT_AFTER: usize = 16;
+
 /// Why the directory could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
@@ -158,7 +163,8 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             .map_err(|e| DirectoryError::Supervisor(e.to_string()))?;
         let gauge = Arc::<LiveGauge>::default();
         let max_live = NonZeroUsize::new(config.max_live).map_or(1, NonZeroUsize::get);
-        let parking = Arc::new(ParkingLot::new(max_live, snapshots.clone()));
+        let snapshot_after = PASSIVATION_SNAPSHOT_AFTER.min(config.snapshot_every);
+        let parking = Arc::new(ParkingLot::new(max_live, snapshots.clone(), snapshot_after));
         tokio::spawn(sweep(
             kind,
             Arc::downgrade(&live),

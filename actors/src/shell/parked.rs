@@ -8,7 +8,8 @@
 //! have moved on since, which the next append's optimistic check catches,
 //! and a "nothing to do" or a refusal is believed only after a fresh read.
 //! They are bounded: past the capacity, or idle for the idle timeout, the
-//! least recently parked is snapshotted and dropped (passivation).
+//! least recently parked is dropped (passivation), with a snapshot if it
+//! saves its next actor a long replay.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -66,16 +67,24 @@ pub struct ParkingLot<A: Aggregate> {
     states: Mutex<LruCache<EntityRef, Parked<A>>>,
     capacity: NonZeroUsize,
     snapshots: Arc<dyn SnapshotStore>,
+    snapshot_after: usize,
     gauge: ParkedGauge,
 }
 
 impl<A: Aggregate> ParkingLot<A> {
-    /// A lot holding at most `capacity` states, snapshotting into `snapshots` those it lets go.
-    pub fn new(capacity: usize, snapshots: Arc<dyn SnapshotStore>) -> Self {
+    /// A lot holding at most `capacity` states; of those it lets go, it
+    /// snapshots into `snapshots` the ones that folded at least
+    /// `snapshot_after` events since their last snapshot.
+    ///
+    /// Most entities (an order, its payment) end after a handful of events
+    /// and are never read again; their journal is one batched read, so a
+    /// snapshot would cost a disk write and sled's memory to save nothing.
+    pub fn new(capacity: usize, snapshots: Arc<dyn SnapshotStore>, snapshot_after: usize) -> Self {
         Self {
             states: Mutex::new(LruCache::unbounded()),
             capacity: NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
             snapshots,
+            snapshot_after: snapshot_after.max(1),
             gauge: ParkedGauge::default(),
         }
     }
@@ -153,7 +162,9 @@ impl<A: Aggregate> ParkingLot<A> {
         self.gauge.now.fetch_sub(leaving.len(), Ordering::AcqRel);
         self.gauge.passivated.fetch_add(leaving.len() as u64, Ordering::AcqRel);
         for (entity, parked) in leaving {
-            save_snapshot(&*self.snapshots, &entity, &parked.cache, parked.snapshotted_at);
+            if parked.cache.folded.saturating_sub(parked.snapshotted_at) >= self.snapshot_after {
+                save_snapshot(&*self.snapshots, &entity, &parked.cache, parked.snapshotted_at);
+            }
         }
     }
 }
@@ -216,7 +227,7 @@ mod tests {
     #[test]
     fn past_its_capacity_the_lot_snapshots_the_least_recently_parked() {
         let snapshots = Arc::new(Remembered::default());
-        let lot = ParkingLot::<OrderSaga>::new(2, snapshots.clone());
+        let lot = ParkingLot::<OrderSaga>::new(2, snapshots.clone(), 1);
         for n in 0..3 {
             lot.park(entity(n), read_to(10 + n as u64, 1));
         }
@@ -233,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_stopping_actor_never_replaces_a_state_that_read_further() {
-        let lot = ParkingLot::<OrderSaga>::new(8, Arc::new(Remembered::default()));
+        let lot = ParkingLot::<OrderSaga>::new(8, Arc::new(Remembered::default()), 1);
         lot.park(entity(1), read_to(7, 2));
         lot.park(entity(1), read_to(5, 1));
         assert_eq!(lot.take(&entity(1)).map(|p| p.cache.last_seq), Some(7));
@@ -246,7 +257,7 @@ mod tests {
     #[test]
     fn idle_states_and_a_stopping_node_leave_snapshots_behind() {
         let snapshots = Arc::new(Remembered::default());
-        let lot = ParkingLot::<OrderSaga>::new(8, snapshots.clone());
+        let lot = ParkingLot::<OrderSaga>::new(8, snapshots.clone(), 1);
         lot.park(entity(1), read_to(3, 1));
         lot.expire(Duration::from_secs(3600));
         assert_eq!(lot.gauge().now(), 1, "not idle long enough");
@@ -260,5 +271,19 @@ mod tests {
         assert_eq!(lot.gauge().passivated(), 3);
         assert!(snapshots.load(&entity(1)).is_some() && snapshots.load(&entity(2)).is_some());
         assert!(snapshots.load(&entity(3)).is_none());
+    }
+
+    #[test]
+    fn a_short_journal_is_let_go_without_a_snapshot() {
+        let snapshots = Arc::new(Remembered::default());
+        let lot = ParkingLot::<OrderSaga>::new(8, snapshots.clone(), 16);
+        lot.park(entity(1), read_to(40, 15));
+        lot.park(entity(2), read_to(90, 16));
+        // Sixteen events since an older snapshot count too.
+        lot.park(entity(3), Parked::new(read_to(700, 520).cache, 504));
+        lot.passivate_all();
+        assert_eq!(lot.gauge().passivated(), 3);
+        assert!(snapshots.load(&entity(1)).is_none(), "fifteen events are one read");
+        assert!(snapshots.load(&entity(2)).is_some() && snapshots.load(&entity(3)).is_some());
     }
 }
