@@ -317,7 +317,7 @@ pub struct ActorConfig {
     /// (never later than `idle_timeout`).
     #[serde(with = "humantime_serde")]
     pub park_after: Duration,
-    /// An entity unused this long is snapshotted and dropped from memory.
+    /// An entity unused this long is dropped from memory (snapshotted if its journal is long).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Snapshot an entity after this many events folded in (and on passivation).

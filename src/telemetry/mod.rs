@@ -84,7 +84,7 @@ fn describe() {
     );
     describe_counter!(
         "orderflow_entity_passivations_total",
-        "Parked entity states snapshotted and dropped from memory, by kind"
+        "Parked entity states dropped from memory (snapshotted if their journal is long), by kind"
     );
     describe_counter!(
         "orderflow_actor_restarts_total",

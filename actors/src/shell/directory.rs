@@ -1,7 +1,7 @@
 //! Finds or spawns the actor of an entity, under one supervisor per kind,
 //! and keeps memory bounded (invariant 8): an actor with nothing to do
 //! parks its state and stops, parked states idle for long passivate
-//! (snapshot, dropped), and both are capped: at the cap the least recently
+//! (dropped, snapshotted if their journal is long), and both are capped: at the cap the least recently
 //! used idle actor parks, and the least recently parked state passivates.
 
 use std::num::NonZeroUsize;
@@ -46,7 +46,7 @@ pub struct DirectoryConfig {
     pub max_live: usize,
     /// An actor unused this long parks its state and stops (at most `idle_timeout`).
     pub park_after: Duration,
-    /// An entity unused this long is snapshotted and dropped from memory.
+    /// An entity unused this long is dropped from memory (snapshotted if its journal is long).
     pub idle_timeout: Duration,
     /// Snapshot after this many events folded into an entity.
     pub snapshot_every: usize,
@@ -208,7 +208,8 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
     }
 
     /// Passivates every entity: actors stop and park (waiting up to
-    /// `deadline`), then every parked state is snapshotted.
+    /// `deadline`), then every parked state is let go, with a snapshot if
+    /// its journal is long.
     pub async fn passivate_all(&self, deadline: Duration) {
         {
             let mut live = self.live.lock().await;

@@ -56,7 +56,7 @@ impl ParkedGauge {
     pub fn now(&self) -> usize {
         self.now.load(Ordering::Acquire)
     }
-    /// Parked entities snapshotted and dropped so far (full, idle or at shutdown).
+    /// Parked entities let go so far (full, idle or at shutdown).
     pub fn passivated(&self) -> u64 {
         self.passivated.load(Ordering::Acquire)
     }
@@ -131,7 +131,7 @@ impl<A: Aggregate> ParkingLot<A> {
         self.let_go(leaving);
     }
 
-    /// Snapshots and drops the states parked longer than `idle_for`.
+    /// Lets go of the states parked longer than `idle_for`.
     pub fn expire(&self, idle_for: Duration) {
         let now = Instant::now();
         let mut leaving = Vec::new();
@@ -147,14 +147,14 @@ impl<A: Aggregate> ParkingLot<A> {
         self.let_go(leaving);
     }
 
-    /// Snapshots and drops every parked state (the node is stopping).
+    /// Lets go of every parked state (the node is stopping).
     pub fn passivate_all(&self) {
         let leaving: Vec<_> = std::iter::from_fn(|| self.states().pop_lru()).collect();
         self.let_go(leaving);
     }
 
-    /// Snapshots what changed since its last snapshot; outside the lock,
-    /// since the store writes to disk.
+    /// Counts the states let go and snapshots the long ones; outside the
+    /// lock, since the store writes to disk.
     fn let_go(&self, leaving: Vec<(EntityRef, Parked<A>)>) {
         if leaving.is_empty() {
             return;
