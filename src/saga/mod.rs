@@ -136,7 +136,8 @@ impl Actors {
         ]
     }
 
-    /// Stops every actor, letting each finish its queue and snapshot.
+    /// Stops every actor, letting each finish its queue, and lets go of
+    /// every parked state (snapshotting those with long journals).
     pub async fn passivate_all(&self) {
         let deadline = std::time::Duration::from_secs(5);
         tokio::join!(

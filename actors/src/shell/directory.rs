@@ -83,7 +83,7 @@ impl Live {
 type SharedLive = Arc<Mutex<Live>>;
 
 /// Counts live actors and remembers the most ever alive at once, how many
-/// were passivated and how many died and were replaced.
+/// were stopped (their state parked) and how many died and were replaced.
 #[derive(Debug, Default)]
 pub struct LiveGauge {
     now: AtomicUsize,
@@ -108,7 +108,7 @@ impl LiveGauge {
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Acquire)
     }
-    /// Actors asked to snapshot and stop, idle or making room, so far.
+    /// Actors asked to stop and park their state, idle or making room, so far.
     pub fn passivated(&self) -> u64 {
         self.passivated.load(Ordering::Acquire)
     }
@@ -426,5 +426,89 @@ impl Actor for Supervisor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::order::OrderEvent;
+    use schemas::wire::Event;
+    use schemas::OrderId;
+
+    use super::*;
+    use crate::order::{OrderCommand, OrderSaga, PaymentReply};
+    use crate::shell::memory_journal::{placed, Memory};
+    use crate::shell::Pure;
+    use crate::snapshot::NoSnapshots;
+
+    async fn parked_alone(directory: &Directory<Pure<OrderSaga>, Memory>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(directory.gauge().now() == 0 && directory.parked().now() == 1) {
+            assert!(Instant::now() < deadline, "the idle actor did not park");
+            // Pacing between looks at the gauges, not a wait for an event.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn appended(result: Result<Executed<OrderSaga>, StepError>) -> Vec<&'static str> {
+        match result {
+            Ok(Executed::Appended(events)) => events.iter().map(Event::event_type).collect(),
+            other => panic!("executing: {other:?}"),
+        }
+    }
+
+    /// A parked state is a cache: when another writer (a twin node) moved
+    /// the journal on while it was parked, the next actor starts from the
+    /// stale state, the append check refuses its decision, and the journal
+    /// is read: the step is not taken twice.
+    #[tokio::test]
+    async fn a_parked_state_behind_the_journal_never_takes_a_step_twice() {
+        let order_id = OrderId::random();
+        let entity = EntityRef::order(order_id);
+        let journal = Arc::new(Memory::default());
+        let config = DirectoryConfig {
+            call_timeout: Duration::from_secs(5),
+            max_live: 4,
+            park_after: Duration::from_millis(20),
+            idle_timeout: Duration::from_secs(3600),
+            snapshot_every: 500,
+        };
+        let directory = Directory::start("order", Arc::default(), journal.clone(), Arc::new(NoSnapshots), config)
+            .await
+            .expect("started");
+        journal.stored.lock().expect("not poisoned").push(placed(order_id));
+        let first = Journaled {
+            seq: 1,
+            event: placed(order_id),
+        };
+        let advanced = directory
+            .execute(&entity, OrderCommand::Advance, Cause::default(), Some(first))
+            .await;
+        assert_eq!(appended(advanced), ["payment_requested"]);
+        parked_alone(&directory).await;
+
+        // The twin records the payment behind the parked state's back.
+        let authorized = OrderCommand::RecordPayment(PaymentReply::Authorized {
+            payment_id: "pay_1".into(),
+        });
+        {
+            let mut stored = journal.stored.lock().expect("not poisoned");
+            let state = stored.iter().fold(Default::default(), OrderSaga::evolve);
+            let events = OrderSaga::decide(&state, &authorized).expect("the twin decides");
+            stored.extend(events);
+        }
+        let again = directory.execute(&entity, authorized, Cause::default(), None).await;
+        assert!(appended(again).is_empty(), "a step taken twice");
+        let stored = journal.stored.lock().expect("not poisoned");
+        let stock_requests = stored
+            .iter()
+            .filter(|e| matches!(e, OrderEvent::StockRequested { .. }))
+            .count();
+        assert_eq!(stock_requests, 1, "{stored:?}");
+        assert_eq!(
+            journal.conflicts.load(Ordering::Acquire),
+            1,
+            "the actor decided from the parked state and the append check caught it"
+        );
     }
 }

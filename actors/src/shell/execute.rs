@@ -204,73 +204,14 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use schemas::order::{Line, OrderEvent};
+    use schemas::order::OrderEvent;
     use schemas::wire::Event;
-    use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
+    use schemas::OrderId;
 
     use super::*;
-    use crate::journal::Appended;
     use crate::order::{OrderCommand, OrderSaga};
+    use crate::shell::memory_journal::{placed, Memory};
     use crate::shell::Pure;
-
-    /// One entity's journal in memory, with the server's optimistic check.
-    #[derive(Default)]
-    struct Memory {
-        stored: Mutex<Vec<OrderEvent>>,
-    }
-
-    impl Journal for Memory {
-        async fn load<E: Event>(&self, _: &EntityRef, after_seq: u64) -> Result<Vec<Journaled<E>>, JournalError> {
-            let stored = self.stored.lock().expect("not poisoned");
-            let mut records = Vec::new();
-            for (i, event) in stored.iter().enumerate().skip(after_seq as usize) {
-                let bytes = rmp_serde::to_vec_named(event).expect("encodes");
-                let event = rmp_serde::from_slice(&bytes).expect("decodes");
-                records.push(Journaled {
-                    seq: i as u64 + 1,
-                    event,
-                });
-            }
-            Ok(records)
-        }
-
-        async fn append<E: Event>(
-            &self,
-            _: &EntityRef,
-            expected_last_seq: u64,
-            event: &E,
-            _: &Cause,
-        ) -> Result<Appended, JournalError> {
-            let mut stored = self.stored.lock().expect("not poisoned");
-            if stored.len() as u64 != expected_last_seq {
-                return Err(JournalError::Conflict);
-            }
-            let bytes = rmp_serde::to_vec_named(event).expect("encodes");
-            stored.push(rmp_serde::from_slice(&bytes).expect("decodes"));
-            Ok(Appended {
-                seq: stored.len() as u64,
-                duplicate: false,
-            })
-        }
-    }
-
-    fn placed(order_id: OrderId) -> OrderEvent {
-        let place = OrderCommand::Place {
-            order_id,
-            customer_id: CustomerId::parse("alice").expect("a customer"),
-            lines: vec![Line {
-                sku: Sku::parse("A").expect("a sku"),
-                quantity: Quantity::new(1).expect("a quantity"),
-                unit_price: 100,
-            }],
-            currency: Currency::default(),
-            payment_method: "tok_visa".into(),
-        };
-        let mut events = OrderSaga::decide(&Default::default(), &place).expect("placed");
-        events.remove(0)
-    }
 
     async fn advance(journal: &Memory, entity: &EntityRef, first: &Journaled<OrderEvent>) -> Vec<OrderEvent> {
         let mut cache = Cached::<OrderSaga>::default();

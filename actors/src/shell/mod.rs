@@ -7,6 +7,8 @@ pub mod behavior;
 pub mod directory;
 pub mod entity;
 pub mod execute;
+#[cfg(test)]
+mod memory_journal;
 pub mod parked;
 
 pub use behavior::{Behavior, PaymentBehavior, Pure};
