@@ -22,9 +22,14 @@ ready() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.
 bench_setup() {
     "$ROOT/scripts/install-nats-server.sh" >/dev/null
     NATS_SERVER="$ROOT/.tools/bin/nats-server"
-    log "building target/release/orderflow"
-    cargo build --release --quiet --bin orderflow
-    ORDERFLOW="$ROOT/target/release/orderflow"
+    # ORDERFLOW_BIN=<path> benches that binary instead (e.g. to compare two builds).
+    if [[ -n "${ORDERFLOW_BIN:-}" ]]; then
+        ORDERFLOW="$ORDERFLOW_BIN"
+    else
+        log "building target/release/orderflow"
+        cargo build --release --quiet --bin orderflow
+        ORDERFLOW="$ROOT/target/release/orderflow"
+    fi
     WORK="$(mktemp -d)"
     NATS_PORT="$(free_port)"
     MONITOR_PORT="$(free_port)"

@@ -14,6 +14,7 @@
 # (a short --broker probe, on a stream of its own that it deletes), so the
 # report states the saga's stored messages per second as a share of it;
 # ORDERFLOW_BROKER_CEILING=<stored messages/s> skips the probe.
+# ORDERFLOW_BIN=<path> benches that binary instead of building one (A/B runs).
 #
 # The report includes the node's and nats-server's CPU and RSS (their pids
 # are passed for you). Benches are run by hand, never by CI; quote medians of

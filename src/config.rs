@@ -435,6 +435,13 @@ impl Default for ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// How often a long input tells the server it is in progress: a third
+    /// of the time the server waits for its ack before redelivering.
+    pub fn progress_every(&self) -> Duration {
+        let wait = self.backoff.first().map_or(self.ack_wait, |d| **d);
+        (wait / 3).max(Duration::from_millis(100))
+    }
+
     /// How long to wait before redelivering a message that failed
     /// transiently on its `delivered`-th delivery: the `backoff` schedule
     /// (its last value repeating) when one is configured, else `nak_delay`

@@ -31,3 +31,14 @@ pub trait Aggregate: Send + Sync + 'static {
         events.into_iter().fold(Self::State::default(), Self::evolve)
     }
 }
+
+/// A machine that tells whoever drove it where it stands, whatever the
+/// command appended (nothing, when it had been handled before): the saga
+/// learns an entity's answer from this, not from the events of one call.
+pub trait Answers: Aggregate {
+    /// Small: it may cross the wire to the node that asked.
+    type Answer: Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// What `state` says to the one who sent `command`.
+    fn answer(state: &Self::State, command: &Self::Command) -> Self::Answer;
+}

@@ -7,7 +7,7 @@ use schemas::inventory::InventoryEvent;
 use schemas::{OrderId, Quantity, Sku};
 use serde::{Deserialize, Serialize};
 
-use crate::Aggregate;
+use crate::{Aggregate, Answers};
 
 /// The largest stock one SKU may hold.
 pub const MAX_STOCK: u64 = 1_000_000_000;
@@ -41,6 +41,16 @@ pub struct Stock {
     /// window, or a republished copy, adds nothing twice.
     #[serde(default)]
     pub restocks: BTreeSet<String>,
+}
+
+/// What a SKU tells the order that asked: how its request was settled
+/// (`None`: not answered, or a restock), and the units free now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockAnswer {
+    /// The order's request on this SKU, as settled.
+    pub settlement: Option<Settlement>,
+    /// Units free to reserve.
+    pub available: u64,
 }
 
 /// Everything that may be asked of a SKU.
@@ -202,6 +212,23 @@ impl Aggregate for Inventory {
             }
         }
         stock
+    }
+}
+
+impl Answers for Inventory {
+    type Answer = StockAnswer;
+
+    fn answer(stock: &Stock, command: &InventoryCommand) -> StockAnswer {
+        let order = match command {
+            InventoryCommand::Reserve { order_id, .. }
+            | InventoryCommand::Release { order_id, .. }
+            | InventoryCommand::Withdraw { order_id, .. } => Some(order_id),
+            InventoryCommand::Restock { .. } => None,
+        };
+        StockAnswer {
+            settlement: order.and_then(|o| stock.orders.get(o).copied()),
+            available: stock.available,
+        }
     }
 }
 

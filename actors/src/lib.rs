@@ -10,7 +10,8 @@ pub mod journal;
 pub mod notification;
 pub mod order;
 pub mod payment;
+pub mod saga;
 pub mod shell;
 pub mod snapshot;
 
-pub use aggregate::Aggregate;
+pub use aggregate::{Aggregate, Answers};

@@ -222,6 +222,13 @@ pub enum NotificationRejection {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Notifications;
 
+/// Written directly (an operator's resend), nothing is answered: the events say what was told.
+impl crate::Answers for Notifications {
+    type Answer = ();
+
+    fn answer(_: &Told, _: &NotificationCommand) {}
+}
+
 impl Aggregate for Notifications {
     type State = Told;
     type Event = NotificationEvent;
@@ -403,6 +410,8 @@ impl<C> NotifyBehavior<C> {
 impl<C: Channels> Behavior for NotifyBehavior<C> {
     type Aggregate = Notifications;
     type Intent = NotifyIntent;
+    /// Nothing: the steps' events say what was told.
+    type Answer = ();
 
     async fn command(
         &self,
@@ -449,6 +458,8 @@ impl<C: Channels> Behavior for NotifyBehavior<C> {
     fn needs_history(&self, _: &NotifyIntent) -> bool {
         true
     }
+
+    fn answer(&self, _: &Told, _: &NotifyIntent) {}
 }
 
 #[cfg(test)]

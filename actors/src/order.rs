@@ -14,7 +14,7 @@ use schemas::order::{Line, OrderEvent, Outcome};
 use schemas::{Currency, CustomerId, Money, OrderId, Quantity, Sku};
 use serde::{Deserialize, Serialize};
 
-use crate::Aggregate;
+use crate::{Aggregate, Answers};
 
 /// The most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -409,6 +409,15 @@ impl Aggregate for OrderSaga {
             order.waiting = None;
         }
         Some(order)
+    }
+}
+
+impl Answers for OrderSaga {
+    /// The whole state: the saga driver reads from it what is owed next.
+    type Answer = OrderState;
+
+    fn answer(state: &OrderState, _: &OrderCommand) -> OrderState {
+        state.clone()
     }
 }
 

@@ -103,7 +103,8 @@ where
         report.messages += 1;
         let headers = message.headers.as_ref();
         let fresh = match envelope::header(headers, h::NATS_MSG_ID) {
-            Some(id) => seen.insert(fingerprint(&message.subject, id)),
+            // A dead letter's replay (`<id>:replay:<n>`) is a copy of its original.
+            Some(id) => seen.insert(fingerprint(&message.subject, replayed_from(id))),
             None => true,
         };
         if fresh {
@@ -127,6 +128,11 @@ where
         }
     }
     Ok(report)
+}
+
+/// The message id a replayed dead letter's copy was made from (itself if none).
+fn replayed_from(message_id: &str) -> &str {
+    message_id.split(":replay:").next().unwrap_or(message_id)
 }
 
 /// Checks the subject and decodes the body of one logical event.

@@ -118,10 +118,11 @@ pub async fn run<H: Handler>(
                         Err(_) => (1, None),
                     };
                     let retry_delay = config.retry_delay(delivered);
+                    let progress_every = config.progress_every();
                     let span = input_span(durable, &message);
                     tokio::spawn(
                         async move {
-                            let outcome = match handler.handle(&message).await {
+                            let outcome = match handle_in_progress(&*handler, &message, progress_every).await {
                                 Err(Failure::Refused(why)) if delivered >= REFUSAL_BELIEVED_AT => {
                                     Err(Failure::Poison(why))
                                 }
@@ -148,6 +149,25 @@ pub async fn run<H: Handler>(
     }
     // Let every message in flight finish and be acked before returning.
     let _ = in_flight.acquire_many(config.max_in_flight.max(1) as u32).await;
+}
+
+/// Handles `message`, telling the server every `every` that it is still
+/// being worked on: one input drives a whole saga (a slow payment provider,
+/// a mail server), which must not be redelivered to a twin meanwhile.
+async fn handle_in_progress<H: Handler>(handler: &H, message: &Message, every: Duration) -> Result<(), Failure> {
+    let handled = handler.handle(message);
+    tokio::pin!(handled);
+    loop {
+        tokio::select! {
+            outcome = &mut handled => return outcome,
+            () = tokio::time::sleep(every) => {
+                telemetry::jetstream_op(telemetry::JetStreamOp::Ack);
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "progress not told; the input may be redelivered");
+                }
+            }
+        }
+    }
 }
 
 /// The span every line logged while handling `message` is in: which

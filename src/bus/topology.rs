@@ -27,6 +27,12 @@ pub enum TopologyError {
         consumer: String,
         source: async_nats::jetstream::stream::ConsumerError,
     },
+    #[error("retiring consumer {stream}/{consumer}: {reason}")]
+    Retire {
+        stream: &'static str,
+        consumer: &'static str,
+        reason: String,
+    },
     #[error("key-value bucket {bucket}: {source}")]
     Bucket {
         bucket: String,
@@ -43,6 +49,7 @@ impl TopologyError {
             Self::Stream { source, .. } => source.to_string(),
             Self::Consumer { source, .. } => source.to_string(),
             Self::Bucket { source, .. } => source.to_string(),
+            Self::Retire { reason, .. } => reason.clone(),
         };
         [
             "timed out",
@@ -95,45 +102,20 @@ pub const ORDER_STARTS: Inbox = Inbox {
     name: "order-saga",
     event_types: &["placed", "cancel_requested"],
 };
-/// The order saga hears payment answers.
-pub const ORDER_PAYMENT_REPLIES: Inbox = Inbox {
-    source: EntityKind::Payment,
-    name: "order-saga",
-    event_types: &["authorized", "declined", "refunded", "waiting", "abandoned"],
-};
-/// The order saga hears stock answers.
-pub const ORDER_STOCK_REPLIES: Inbox = Inbox {
-    source: EntityKind::Inventory,
-    name: "order-saga",
-    event_types: &["reserved", "rejected", "released"],
-};
-/// Payments hear charge and refund requests.
-pub const PAYMENT_REQUESTS: Inbox = Inbox {
-    source: EntityKind::Order,
-    name: "payments",
-    event_types: &["payment_requested", "compensating"],
-};
-/// SKUs hear reservation and release requests.
-pub const STOCK_REQUESTS: Inbox = Inbox {
-    source: EntityKind::Order,
-    name: "inventory",
-    event_types: &["stock_requested", "compensating"],
-};
-/// Notifications hear order endings.
-pub const ORDER_ENDINGS: Inbox = Inbox {
-    source: EntityKind::Order,
-    name: "notifications",
-    event_types: &["completed", "failed", "cancelled"],
-};
+/// Every inbox a node runs on the entity streams: the saga driver
+/// carries each order input through payment, stock and notification
+/// itself (`saga::driver`), so no step's event is delivered to a consumer.
+pub const INBOXES: [Inbox; 1] = [ORDER_STARTS];
 
-/// Every inbox a node runs.
-pub const INBOXES: [Inbox; 6] = [
-    ORDER_STARTS,
-    ORDER_PAYMENT_REPLIES,
-    ORDER_STOCK_REPLIES,
-    PAYMENT_REQUESTS,
-    STOCK_REQUESTS,
-    ORDER_ENDINGS,
+/// Consumers earlier versions ran, one per saga step (stream, durable):
+/// deleted when the topology is ensured, so none keeps collecting messages
+/// nobody reads. The NATS user may delete exactly these.
+pub const RETIRED_CONSUMERS: [(&str, &str); 5] = [
+    ("ORDERS", "payments"),
+    ("ORDERS", "inventory"),
+    ("ORDERS", "notifications"),
+    ("PAYMENTS", "order-saga"),
+    ("INVENTORY", "order-saga"),
 ];
 
 /// The configuration of one entity kind's stream.
@@ -161,10 +143,10 @@ pub fn stream_config(kind: EntityKind, config: &Config) -> stream::Config {
 /// The configuration of one durable inbox.
 pub fn consumer_config(inbox: &Inbox, config: &Config) -> pull::Config {
     let mut consumer = durable_config(inbox.name, inbox.source.stream(), inbox.filters(), config);
-    if *inbox == PAYMENT_REQUESTS {
-        // Charges waiting for an open breaker are redelivered every
-        // `open_for` until `wait_deadline`; those deliveries must not use up
-        // the budget meant for failures.
+    if *inbox == ORDER_STARTS {
+        // An order whose charge waits for an open breaker is redelivered
+        // every `open_for` until `wait_deadline`; those deliveries must not
+        // use up the budget meant for failures.
         consumer.max_deliver = consumer.max_deliver.saturating_add(config.gateway.wait_deliveries());
     }
     consumer
@@ -345,6 +327,9 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
                 source,
             })?;
     }
+    for (stream, consumer) in RETIRED_CONSUMERS {
+        retire(js, stream, consumer).await?;
+    }
     for bucket in buckets(config) {
         let name = bucket.bucket.clone();
         js.create_or_update_key_value(bucket)
@@ -352,4 +337,39 @@ pub async fn ensure(js: &Context, config: &Config) -> Result<(), TopologyError> 
             .map_err(|source| TopologyError::Bucket { bucket: name, source })?;
     }
     Ok(())
+}
+
+/// Deletes a consumer an earlier version ran, if it is still there.
+async fn retire(js: &Context, stream: &'static str, consumer: &'static str) -> Result<(), TopologyError> {
+    let stream_handle = match js.get_stream_no_info(stream).await {
+        Ok(s) => s,
+        Err(source) => {
+            return Err(TopologyError::Retire {
+                stream,
+                consumer,
+                reason: source.to_string(),
+            })
+        }
+    };
+    match stream_handle.delete_consumer(consumer).await {
+        Ok(_) => {
+            tracing::info!(stream, consumer, "deleted a consumer this version no longer runs");
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(TopologyError::Retire {
+            stream,
+            consumer,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The server's "consumer not found" (JetStream error code 10014).
+fn is_not_found(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    use async_nats::jetstream::stream::ConsumerErrorKind;
+    match e.kind() {
+        ConsumerErrorKind::JetStream(js) => js.error_code() == async_nats::jetstream::ErrorCode::CONSUMER_NOT_FOUND,
+        _ => false,
+    }
 }

@@ -1,10 +1,10 @@
 //! Consumer lag per partition, for `orderflow cluster status`.
 //!
-//! Every node pulls from the same durable consumers and forwards an input to
-//! its partition's owner, so the server's pending counts are per consumer,
-//! not per partition. This reads what a consumer has not acknowledged yet
-//! (every message above its ack floor that matches its filters) and
-//! attributes each to the partition whose owner executes it.
+//! Every node pulls from the same durable consumers and forwards each step
+//! of an input to its entity's partition owner, so the server's pending
+//! counts are per consumer, not per partition. This reads what a consumer
+//! has not acknowledged yet (every message above its ack floor that matches
+//! its filters) and attributes each to its order's partition.
 //!
 //! Messages above the ack floor that were acknowledged out of order are
 //! still counted, so per partition this is an upper bound; it is exact
@@ -19,13 +19,12 @@ use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use schemas::headers as h;
-use schemas::order::OrderEvent;
 use schemas::subjects::EntityRef;
 use serde::Serialize;
 
 use super::partitions::{self, Partition};
 use crate::bus::envelope;
-use crate::bus::topology::{self, Inbox};
+use crate::bus::topology;
 
 /// At most this many messages are read per consumer; beyond it the lag
 /// is reported as truncated.
@@ -63,47 +62,13 @@ pub struct Lag {
     pub scans: Vec<Scan>,
 }
 
-/// Whose partition executes a consumer's inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutedBy {
-    /// The order each message belongs to (its `Order-Id`).
-    Order,
-    /// Every SKU a stock request names.
-    EverySku,
-}
-
-impl ExecutedBy {
-    /// How `saga::handlers` routes `inbox`'s inputs.
-    pub fn of(inbox: &Inbox) -> Self {
-        if *inbox == topology::STOCK_REQUESTS {
-            Self::EverySku
-        } else {
-            Self::Order
-        }
-    }
-
-    /// The entities that execute one message; an unreadable stock request
-    /// is attributed to its order (it will be dead-lettered there).
-    pub fn entities(self, subject: &str, headers: Option<&HeaderMap>, payload: &[u8]) -> Vec<String> {
-        if self == Self::EverySku {
-            let skus: Vec<String> = match envelope::decode::<OrderEvent>(headers, payload) {
-                Ok(OrderEvent::StockRequested { lines, .. }) => lines.into_iter().map(|l| l.sku.to_string()).collect(),
-                Ok(OrderEvent::Compensating { release, withdraw, .. }) => {
-                    release.into_iter().chain(withdraw).map(|s| s.to_string()).collect()
-                }
-                _ => Vec::new(),
-            };
-            if !skus.is_empty() {
-                return skus;
-            }
-        }
-        envelope::header(headers, h::ORDER_ID)
-            .map(str::to_owned)
-            .or_else(|| EntityRef::parse_subject(subject).map(|(entity, _)| entity.id))
-            .or_else(|| schemas::timer::order_of(subject).map(|id| id.to_string()))
-            .into_iter()
-            .collect()
-    }
+/// The order one input belongs to (its `Order-Id`, else its subject):
+/// every input is an order's, driven through the saga under that order.
+pub fn order_of(subject: &str, headers: Option<&HeaderMap>) -> Option<String> {
+    envelope::header(headers, h::ORDER_ID)
+        .map(str::to_owned)
+        .or_else(|| EntityRef::parse_subject(subject).map(|(entity, _)| entity.id))
+        .or_else(|| schemas::timer::order_of(subject).map(|id| id.to_string()))
 }
 
 /// One consumer whose inputs a partition owner executes.
@@ -111,7 +76,6 @@ struct Partitioned {
     stream: &'static str,
     name: &'static str,
     filters: Vec<String>,
-    executed_by: ExecutedBy,
 }
 
 /// The inboxes and the fired timers' consumer.
@@ -122,14 +86,12 @@ fn partitioned_consumers() -> Vec<Partitioned> {
             stream: inbox.source.stream(),
             name: inbox.name,
             filters: inbox.filters(),
-            executed_by: ExecutedBy::of(inbox),
         })
         .collect();
     consumers.push(Partitioned {
         stream: schemas::timer::STREAM,
         name: topology::ORDER_TIMERS,
         filters: vec![schemas::timer::fired_filter()],
-        executed_by: ExecutedBy::Order,
     });
     consumers
 }
@@ -149,9 +111,8 @@ pub async fn read(js: &Context, count: Partition) -> Lag {
             continue;
         }
         let start = info.ack_floor.stream_sequence + 1;
-        let executed_by = consumer.executed_by;
-        let scanned = scan_from(&stream, consumer.filters, start, |subject, headers, payload| {
-            for id in executed_by.entities(subject, headers, payload) {
+        let scanned = scan_from(&stream, consumer.filters, start, |subject, headers| {
+            if let Some(id) = order_of(subject, headers) {
                 let entry = lag.partitions.entry(partitions::partition_of(&id, count)).or_default();
                 entry.total += 1;
                 *entry.by_consumer.entry(label.clone()).or_default() += 1;
@@ -177,7 +138,7 @@ async fn scan_from(
     stream: &async_nats::jetstream::stream::Stream<()>,
     filters: Vec<String>,
     start: u64,
-    mut visit: impl FnMut(&str, Option<&HeaderMap>, &[u8]),
+    mut visit: impl FnMut(&str, Option<&HeaderMap>),
 ) -> Result<(u64, bool), String> {
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
@@ -203,7 +164,7 @@ async fn scan_from(
         // from the first message; those below `start` were acked.
         if info.stream_sequence >= start {
             read += 1;
-            visit(&message.subject, message.headers.as_ref(), &message.payload);
+            visit(&message.subject, message.headers.as_ref());
         }
         if info.pending == 0 {
             return Ok((read, false));
@@ -214,52 +175,20 @@ async fn scan_from(
 
 #[cfg(test)]
 mod tests {
-    use actors::journal::Cause;
-    use schemas::order::Outcome;
-    use schemas::{OrderId, Sku};
+    use schemas::OrderId;
 
     use super::*;
 
-    fn headers_of(order: &OrderId) -> HeaderMap {
+    #[test]
+    fn an_input_belongs_to_its_order_header_then_its_subject() {
+        let order = OrderId::random();
         let mut headers = HeaderMap::new();
         headers.insert(h::ORDER_ID, order.to_string().as_str());
-        headers
-    }
-
-    #[test]
-    fn order_inputs_are_executed_by_their_order_even_on_a_sku_subject() {
-        let order = OrderId::random();
-        let executors = ExecutedBy::of(&topology::ORDER_STOCK_REPLIES).entities(
-            "inventory.SKU-1.reserved",
-            Some(&headers_of(&order)),
-            &[],
-        );
-        assert_eq!(executors, vec![order.to_string()]);
-    }
-
-    #[test]
-    fn a_stock_request_is_executed_by_every_sku_it_names() {
-        let order = OrderId::random();
-        let event = OrderEvent::Compensating {
-            outcome: Outcome::Failed,
-            reason: "test".into(),
-            refund: None,
-            release: vec![Sku::parse("A").expect("sku")],
-            withdraw: vec![Sku::parse("B").expect("sku")],
-        };
-        let entity = EntityRef::order(order);
-        let headers = envelope::append_headers(&entity, &event, 0, &Cause::default());
-        let payload = schemas::wire::encode(&event).expect("encodes");
-        let subject = entity.subject("compensating");
-        let executors = ExecutedBy::EverySku.entities(&subject, Some(&headers), &payload);
-        assert_eq!(executors, vec!["A".to_owned(), "B".to_owned()]);
-    }
-
-    #[test]
-    fn an_unreadable_stock_request_falls_back_to_its_order() {
-        let order = OrderId::random();
-        let subject = EntityRef::order(order).subject("stock_requested");
-        let executors = ExecutedBy::of(&topology::STOCK_REQUESTS).entities(&subject, None, b"garbage");
-        assert_eq!(executors, vec![order.to_string()]);
+        assert_eq!(order_of("orders.x.placed", Some(&headers)), Some(order.to_string()));
+        let subject = EntityRef::order(order).subject("cancel_requested");
+        assert_eq!(order_of(&subject, None), Some(order.to_string()));
+        let fired = schemas::timer::fired_subject(order);
+        assert_eq!(order_of(&fired, None), Some(order.to_string()));
+        assert_eq!(order_of("nonsense", None), None);
     }
 }

@@ -4,6 +4,7 @@ pub mod access;
 pub mod bulk;
 pub mod console;
 pub mod dead_letters;
+pub mod endings;
 pub mod guard;
 pub mod hardening;
 pub mod health;
@@ -22,7 +23,6 @@ pub mod views;
 use std::sync::Arc;
 
 use actors::shell::{execute, Cached, Executed, Pure};
-use actors::Aggregate;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -43,6 +43,8 @@ pub struct AppState {
     pub journal: Arc<NatsJournal>,
     /// The core connection, for waiting on subjects.
     pub client: async_nats::Client,
+    /// Wakes `?wait=` requests when their order ends.
+    pub endings: std::sync::Arc<endings::Endings>,
     /// JetStream, for readiness.
     pub js: async_nats::jetstream::Context,
     /// Dead-letter operations.
@@ -75,7 +77,7 @@ pub enum Assume {
 /// Decides `command` against the entity's journal and appends the result
 /// under optimistic concurrency, as any writer may; returns what happened
 /// and the entity as last read.
-pub async fn decide_and_append<A: Aggregate>(
+pub async fn decide_and_append<A: actors::Answers>(
     app: &AppState,
     entity: &EntityRef,
     command: &A::Command,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
-use schemas::order::{Line, Outcome};
+use schemas::order::Line;
 use schemas::subjects::EntityRef;
 use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 use serde::Deserialize;
@@ -186,15 +186,12 @@ pub async fn place(
     let key = idempotency_key(&headers)?;
     let (order_id, command) = parse_body(parse_json(&body)?, key)?;
     // Before the append, so that the saga's ending, however quick, wakes the wait.
-    let events = match wait {
-        Some(_) => Some(subscribe_to_order(&app, order_id).await?),
-        None => None,
-    };
+    let watch = wait.map(|_| app.endings.watch(order_id));
     let status = place_one(&app, &principal, order_id, command, &headers).await?;
-    let view = match (wait, events) {
+    let view = match (wait, watch) {
         // Just placed: nothing to read until the saga ends.
-        (Some(wait), Some(events)) if status == StatusCode::CREATED => {
-            wait_for_ending(&app, order_id, Instant::now() + wait, events, false).await?
+        (Some(wait), Some(watch)) if status == StatusCode::CREATED => {
+            wait_for_ending(&app, order_id, Instant::now() + wait, watch, false).await?
         }
         _ => read(&app, order_id, wait).await?,
     };
@@ -346,10 +343,11 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
 }
 
 /// How often a watch re-reads the journal though nothing woke it. In a
-/// cluster a new subscription reaches the other servers a moment after it
-/// is made, and an event published there in between is never delivered
-/// here (seen as 30 s `?wait=` stragglers in the 3-node bench); the re-read
-/// bounds such a miss to this.
+/// cluster a new subscription (an SSE stream's) reaches the other servers a
+/// moment after it is made, and an event published there in between is
+/// never delivered here (seen as 30 s `?wait=` stragglers in the 3-node
+/// bench before `?wait=` used the node's one [`super::endings`]
+/// subscription); the re-read bounds such a miss to this.
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// What ended a [`wake`].
@@ -372,14 +370,6 @@ pub async fn wake(events: &mut async_nats::Subscriber, until: Instant) -> Option
     }
 }
 
-/// True if `subject` is an order's ending (`orders.<id>.completed`, …).
-fn ends_order(subject: &str) -> bool {
-    let event_type = subject.rsplit('.').next().unwrap_or_default();
-    [Outcome::Completed, Outcome::Failed, Outcome::Cancelled]
-        .iter()
-        .any(|o| o.event_type() == event_type)
-}
-
 /// Reads an order, first waiting up to `wait` for it to end.
 async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Result<OrderView, Problem> {
     let Some(wait) = wait else {
@@ -387,18 +377,18 @@ async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Resu
             .await?
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")));
     };
-    let events = subscribe_to_order(app, order_id).await?;
-    wait_for_ending(app, order_id, Instant::now() + wait, events, true).await
+    let watch = app.endings.watch(order_id);
+    wait_for_ending(app, order_id, Instant::now() + wait, watch, true).await
 }
 
 /// Reads an order once it has ended or at `deadline`, whichever is first,
-/// woken by `events` (subscribed before the order could end); `read_now`
-/// reads it first, as it may have ended already.
+/// woken by `watch` (made before the order could end); `read_now` reads it
+/// first, as it may have ended already.
 async fn wait_for_ending(
     app: &AppState,
     order_id: OrderId,
     deadline: Instant,
-    mut events: async_nats::Subscriber,
+    watch: super::endings::Watch,
     read_now: bool,
 ) -> Result<OrderView, Problem> {
     let entity = EntityRef::order(order_id);
@@ -426,22 +416,12 @@ async fn wait_for_ending(
                 pause *= 2;
             }
         }
-        // Reading the journal after every step would cost a read per event
-        // for an answer that only an ending changes: skip the steps between.
-        ending_heard = false;
-        read_next = match wake(&mut events, deadline).await {
-            Some(Wake::Event(subject)) => {
-                ending_heard = ends_order(&subject);
-                ending_heard
-            }
-            Some(Wake::Quiet) => true,
-            // The subscription ended (the connection is being replaced):
-            // fall back to reading at the recheck pace, not in a tight loop.
-            None => {
-                tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK)).await;
-                true
-            }
-        };
+        // Only an ending changes the answer: the steps between wake nobody.
+        // A missed wake-up (the connection was being replaced) costs at
+        // most a recheck.
+        let by = deadline.min(Instant::now() + RECHECK);
+        ending_heard = tokio::time::timeout_at(by, watch.ended()).await.is_ok();
+        read_next = true;
     }
 }
 

@@ -65,7 +65,7 @@ impl AttentionRoute {
         let cause = envelope::cause_of(Some(&original.headers));
         match self.actors.orders.execute(&order, command, cause).await? {
             // Refused only for an order never placed (a stray Order-Id): nothing to flag.
-            Done::Appended(_) | Done::Refused(_) => Ok(()),
+            Done::Appended(..) | Done::Refused(_) => Ok(()),
         }
     }
 }

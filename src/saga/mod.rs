@@ -1,6 +1,7 @@
 //! The saga's actors and the inboxes that feed them.
 
 mod dead_letters;
+pub mod driver;
 mod handlers;
 mod placed_times;
 pub mod sharded;
@@ -207,7 +208,7 @@ pub fn spawn_inboxes(
     stop: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
-    let wait = handlers::WaitPolicy {
+    let wait = driver::WaitPolicy {
         deadline: config.gateway.wait_deadline,
         recheck: config.gateway.breaker.open_for,
     };
@@ -216,16 +217,14 @@ pub fn spawn_inboxes(
         config.inventory.reservation_ttl,
     ));
     let placed = Arc::new(placed_times::PlacedTimes::default());
-    let route = |input| {
-        Arc::new(handlers::Route::new(
-            input,
-            actors.clone(),
-            journal.clone(),
-            timers.clone(),
-            placed.clone(),
-            wait,
-        ))
-    };
+    let driver = Arc::new(driver::Driver::new(
+        actors.clone(),
+        journal.clone(),
+        timers,
+        placed,
+        wait,
+    ));
+    let route = |input| Arc::new(handlers::Route::new(input, driver.clone()));
     for (inbox, input) in handlers::ROUTES {
         let route = route(input);
         tasks.spawn(inbox::run(

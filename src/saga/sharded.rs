@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::journal::{Cause, Journaled};
-use actors::shell::{Behavior, Directory, Executed, StepError};
+use actors::journal::Cause;
+use actors::shell::{Behavior, Directory, Executed, Seed, StepError};
 use actors::Aggregate;
 use async_nats::client::RequestErrorKind;
 use bytes::Bytes;
@@ -30,14 +30,18 @@ use crate::cluster::partitions::Partition;
 use crate::telemetry::{self, trace_context::TraceContext};
 use tracing::Instrument;
 
-/// The events of an executed input, or why the entity refused it.
+/// The events of an executed input with where the entity then stands, or
+/// why the entity refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Done<E> {
-    /// Stored (none: it had been handled before).
-    Appended(Vec<E>),
+pub enum Done<E, A> {
+    /// Stored (none: it had been handled before), and the entity's answer.
+    Appended(Vec<E>, A),
     /// The state machine refused, for this reason.
     Refused(String),
 }
+
+/// The events and answer an input to `B`'s entities brings.
+pub type DoneBy<B> = Done<<<B as Behavior>::Aggregate as Aggregate>::Event, <B as Behavior>::Answer>;
 
 /// An input sent to the partition's owner.
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,17 +49,16 @@ struct Forward<I, E> {
     entity: String,
     intent: I,
     cause: Cause,
-    /// The entity's first event, when the sender held it; absent from
-    /// nodes that predate it.
-    // `Option::default`, not plain `default`, which would ask `E: Default`.
-    #[serde(default = "Option::default")]
-    first: Option<Journaled<E>>,
+    /// What the sender knows of a fresh entity.
+    // `Seed::default`, not plain `default`, which would ask `E: Default`.
+    #[serde(default = "Seed::default")]
+    seed: Seed<E>,
 }
 
 /// The owner's answer.
 #[derive(Debug, Serialize, Deserialize)]
-enum Answer<E> {
-    Done(Done<E>),
+enum Answer<E, A> {
+    Done(Done<E, A>),
     Transient(String),
     Permanent(String),
     /// The request itself was unreadable (another version?): never retried.
@@ -115,34 +118,29 @@ where
 
     /// Executes `intent` on `entity`'s actor, wherever it lives, and waits
     /// until its events are stored.
-    pub async fn execute(
-        &self,
-        entity: &EntityRef,
-        intent: B::Intent,
-        cause: Cause,
-    ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
-        self.execute_after(entity, intent, cause, None).await
+    pub async fn execute(&self, entity: &EntityRef, intent: B::Intent, cause: Cause) -> Result<DoneBy<B>, StepError> {
+        self.execute_seeded(entity, intent, cause, Seed::None).await
     }
 
-    /// Like [`Sharded::execute`], handing over the entity's `first` event
-    /// (see [`actors::shell::Cached::seed_first`]).
-    pub async fn execute_after(
+    /// Like [`Sharded::execute`], telling a fresh actor what the caller
+    /// knows of the entity (see [`Seed`]).
+    pub async fn execute_seeded(
         &self,
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
-        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
-    ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
+        seed: Seed<<B::Aggregate as Aggregate>::Event>,
+    ) -> Result<DoneBy<B>, StepError> {
         let partition = self.router.ownership.partition_of(&entity.id);
         if self.router.ownership.owns(partition) {
             telemetry::partitions::routed("local");
-            return self.execute_here(entity, intent, cause, first).await;
+            return self.execute_here(entity, intent, cause, seed).await;
         }
         let request = Forward {
             entity: entity.id.clone(),
             intent,
             cause,
-            first,
+            seed,
         };
         let payload = rmp_serde::to_vec_named(&request)
             .map_err(|e| StepError::Permanent(format!("{entity}: input not encodable: {e}")))?;
@@ -155,9 +153,9 @@ where
             Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
                 telemetry::partitions::routed("unowned");
                 let Forward {
-                    intent, cause, first, ..
+                    intent, cause, seed, ..
                 } = request;
-                return self.execute_here(entity, intent, cause, first).await;
+                return self.execute_here(entity, intent, cause, seed).await;
             }
             Ok(Err(e)) => {
                 return Err(StepError::Transient(format!(
@@ -172,7 +170,7 @@ where
             }
         };
         telemetry::partitions::routed("forwarded");
-        match rmp_serde::from_slice::<Answer<_>>(&reply.payload) {
+        match rmp_serde::from_slice::<Answer<_, _>>(&reply.payload) {
             Ok(Answer::Done(done)) => Ok(done),
             Ok(Answer::Transient(why)) => Err(StepError::Transient(why)),
             Ok(Answer::Permanent(why)) => Err(StepError::Permanent(why)),
@@ -191,11 +189,11 @@ where
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
-        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
-    ) -> Result<Done<<B::Aggregate as Aggregate>::Event>, StepError> {
-        Ok(match self.local.execute(entity, intent, cause, first).await? {
-            Executed::Appended(events) => Done::Appended(events),
-            Executed::Rejected(why) => Done::Refused(why.to_string()),
+        seed: Seed<<B::Aggregate as Aggregate>::Event>,
+    ) -> Result<DoneBy<B>, StepError> {
+        Ok(match self.local.execute(entity, intent, cause, seed).await? {
+            (Executed::Appended(events), answer) => Done::Appended(events, answer),
+            (Executed::Rejected(why), _) => Done::Refused(why.to_string()),
         })
     }
 
@@ -207,7 +205,7 @@ where
                 entity,
                 intent,
                 cause,
-                first,
+                seed,
             }) => {
                 let entity = EntityRef {
                     kind: self.kind,
@@ -219,7 +217,7 @@ where
                 if let Some(trace) = cause.traceparent.as_deref().and_then(TraceContext::parse) {
                     telemetry::otlp::adopt(&span, &trace);
                 }
-                match self.execute_here(&entity, intent, cause, first).instrument(span).await {
+                match self.execute_here(&entity, intent, cause, seed).instrument(span).await {
                     Ok(done) => Answer::Done(done),
                     Err(StepError::Transient(why)) => Answer::Transient(why),
                     Err(StepError::Permanent(why)) => Answer::Permanent(why),
@@ -230,7 +228,7 @@ where
         match rmp_serde::to_vec_named(&answer) {
             Ok(bytes) => bytes.into(),
             Err(e) => {
-                let fallback: Answer<<B::Aggregate as Aggregate>::Event> =
+                let fallback: Answer<<B::Aggregate as Aggregate>::Event, B::Answer> =
                     Answer::Transient(format!("answer not encodable: {e}"));
                 rmp_serde::to_vec_named(&fallback).unwrap_or_default().into()
             }
@@ -241,12 +239,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actors::inventory::{Settlement, StockAnswer};
+    use actors::journal::Journaled;
     use actors::notification::{Ending, NotifyIntent, Plan};
     use actors::order::{OrderCommand, StockReply};
+    use actors::payment::Payment;
     use schemas::inventory::InventoryEvent;
     use schemas::notification::Channel;
     use schemas::order::{OrderEvent, Outcome};
-    use schemas::{CustomerId, OrderId, Quantity, Sku};
+    use schemas::payment::PaymentEvent;
+    use schemas::{CustomerId, Money, OrderId, Quantity, Sku};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
         let bytes = rmp_serde::to_vec_named(value).expect("encodes");
@@ -263,43 +265,48 @@ mod tests {
             message_id: Some("orders.x.placed".into()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
-        let first = Journaled {
+        let first = Seed::First(Journaled {
             seq: 7,
             event: OrderEvent::Completed {
                 customer_id: CustomerId::parse("alice").expect("a customer"),
             },
-        };
-        let forward = |intent| Forward {
+        });
+        let forward = |intent, seed| Forward {
             entity: order_id.to_string(),
             intent,
             cause: cause.clone(),
-            first: Some(first.clone()),
+            seed,
         };
-        let stock = forward(OrderCommand::RecordStock {
-            sku: sku.clone(),
-            reply: StockReply::Reserved { quantity },
-        });
-        let bytes = rmp_serde::to_vec_named(&stock).expect("encodes");
-        let back: Forward<OrderCommand, OrderEvent> = rmp_serde::from_slice(&bytes).expect("decodes");
-        assert_eq!(
-            (back.entity, back.intent, back.cause, back.first),
-            (stock.entity, stock.intent, stock.cause, stock.first)
-        );
-        // A node that predates `first` sends none; it reads as "not held".
+        for seed in [first, Seed::Empty, Seed::None] {
+            let stock = forward(
+                OrderCommand::RecordStock {
+                    sku: sku.clone(),
+                    reply: StockReply::Reserved { quantity },
+                },
+                seed,
+            );
+            let bytes = rmp_serde::to_vec_named(&stock).expect("encodes");
+            let back: Forward<OrderCommand, OrderEvent> = rmp_serde::from_slice(&bytes).expect("decodes");
+            assert_eq!(
+                (back.entity, back.intent, back.cause, back.seed),
+                (stock.entity, stock.intent, stock.cause, stock.seed)
+            );
+        }
+        // A sender that says nothing of the entity sends no seed; it reads as none.
         #[derive(Serialize)]
-        struct Older<I> {
+        struct Unseeded<I> {
             entity: String,
             intent: I,
             cause: Cause,
         }
-        let older = Older {
+        let unseeded = Unseeded {
             entity: order_id.to_string(),
             intent: OrderCommand::Advance,
             cause: cause.clone(),
         };
-        let bytes = rmp_serde::to_vec_named(&older).expect("encodes");
+        let bytes = rmp_serde::to_vec_named(&unseeded).expect("encodes");
         let back: Forward<OrderCommand, OrderEvent> = rmp_serde::from_slice(&bytes).expect("decodes");
-        assert_eq!((back.intent, back.first), (OrderCommand::Advance, None));
+        assert_eq!((back.intent, back.seed), (OrderCommand::Advance, Seed::None));
         round_trip(&NotifyIntent::Advance {
             ending: Ending {
                 order_id,
@@ -312,12 +319,29 @@ mod tests {
                 chain: vec![(Channel::Email, Some("alice@example.com".into())), (Channel::Log, None)],
             },
         });
-        round_trip(&Done::Appended(vec![InventoryEvent::Released {
-            sku,
-            order_id,
-            quantity,
+        let held = StockAnswer {
+            settlement: Some(Settlement::Released(quantity)),
             available: 7,
-        }]));
-        round_trip(&Done::<InventoryEvent>::Refused("order already exists".into()));
+        };
+        round_trip(&Done::Appended(
+            vec![InventoryEvent::Released {
+                sku,
+                order_id,
+                quantity,
+                available: 7,
+            }],
+            held,
+        ));
+        round_trip(&Done::<InventoryEvent, StockAnswer>::Refused(
+            "order already exists".into(),
+        ));
+        let paid = Payment::Authorized {
+            payment_id: "pay_1".into(),
+            amount: Money {
+                minor: 5,
+                currency: Default::default(),
+            },
+        };
+        round_trip(&Done::<PaymentEvent, Payment>::Appended(Vec::new(), paid));
     }
 }

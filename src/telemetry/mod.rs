@@ -205,21 +205,25 @@ pub fn consumer_lag(consumer: &str, pending: u64, ack_pending: usize) {
     gauge!("orderflow_consumer_ack_pending", "consumer" => consumer).set(ack_pending as f64);
 }
 
-/// The saga step each consumer performs, as the step latency labels it.
+/// The step each consumer's inputs are, as the step latency labels it.
 fn step_of(consumer: &str) -> &'static str {
     match consumer {
-        "payments" => "payment",
-        "inventory" => "stock",
-        "notifications" => "notification",
         "order-saga" => "saga",
         _ => "other",
     }
 }
 
-/// `consumer` finished an input published at `published`: from request to done, queueing included.
+/// `consumer` finished an input published at `published`: from its storage
+/// to done, queueing and every step it drove included.
 pub fn step_done(consumer: &'static str, published: time::OffsetDateTime) {
     let seconds = (time::OffsetDateTime::now_utc() - published).as_seconds_f64().max(0.0);
     histogram!("orderflow_step_duration_seconds", "step" => step_of(consumer)).record(seconds);
+}
+
+/// The saga driver's request to one entity (`payment`, `stock`,
+/// `notification`) took `took`, from asking to its answer stored.
+pub fn step_took(step: &'static str, took: std::time::Duration) {
+    histogram!("orderflow_step_duration_seconds", "step" => step).record(took.as_secs_f64());
 }
 
 /// An HTTP request was answered.

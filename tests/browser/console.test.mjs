@@ -169,10 +169,10 @@ test('an admin replays a dead letter in the console and the order completes', as
   await page.waitForSelector('#health-dlq:text-matches("dead letters: [1-9]")', { timeout: SAGA_MS });
   await page.click('#tabs button[data-panel="dead-letters"]');
   await page.waitForSelector('#dl-rows button.link', { timeout: UI_MS });
-  assert.match(await page.textContent('#dl-rows'), new RegExp(`orders\\.${parked}\\.payment_requested`));
+  assert.match(await page.textContent('#dl-rows'), new RegExp(`orders\\.${parked}\\.placed`));
   await page.click('#dl-rows tr:first-child button.link');
   await page.waitForSelector('#dl-detail:not([hidden])', { timeout: UI_MS });
-  assert.match(await page.textContent('#dl-detail-body'), /payment_requested/);
+  assert.match(await page.textContent('#dl-detail-body'), /placed/);
   await shot(page, '07-dead-letter');
   await page.click('#dl-replay');
   await page.waitForSelector('#dl-result:text-matches("replayed")', { timeout: UI_MS });
@@ -236,7 +236,7 @@ test('an admin discards a dead letter with a reason', async () => {
   const page = await signedIn(env('ADMIN_TOKEN'));
   const doomed = env('DOOMED_ORDER');
   await page.click('#tabs button[data-panel="dead-letters"]');
-  const row = page.locator('#dl-rows tr', { hasText: `orders.${doomed}.payment_requested` });
+  const row = page.locator('#dl-rows tr', { hasText: `orders.${doomed}.placed` });
   await row.waitFor({ timeout: UI_MS });
   await row.locator('button.link').click();
   await page.waitForSelector(`#dl-detail:not([hidden]) #dl-detail-body:text-matches("${doomed}")`, { timeout: UI_MS });
@@ -245,7 +245,7 @@ test('an admin discards a dead letter with a reason', async () => {
   await page.waitForSelector('#dl-result:text-matches("discarded")', { timeout: UI_MS });
   await page.selectOption('#dl-state', 'discarded');
   await page.click('#dl-form button[type="submit"]');
-  await page.locator('#dl-rows tr', { hasText: `orders.${doomed}.payment_requested` }).waitFor({ timeout: UI_MS });
+  await page.locator('#dl-rows tr', { hasText: `orders.${doomed}.placed` }).waitFor({ timeout: UI_MS });
   await shot(page, '12-dead-letter-discarded');
   page.checkClean();
   await page.context().close();

@@ -243,7 +243,14 @@ async fn a_mixed_load_over_three_nodes_on_r3_streams_completes_and_audits() {
     assert!(orders["leader"].is_string(), "{orders}");
     assert_eq!(orders["followers"].as_array().map(Vec::len), Some(2), "{orders}");
     let consumers = status["consumers"].as_array().cloned().unwrap_or_default();
-    assert!(consumers.len() >= 6, "{status}");
+    let names: BTreeSet<String> = consumers
+        .iter()
+        .filter_map(|c| Some(format!("{}/{}", c["stream"].as_str()?, c["name"].as_str()?)))
+        .collect();
+    assert!(
+        names.contains("ORDERS/order-saga") && names.contains("TIMERS/order-saga"),
+        "{status}"
+    );
     assert!(consumers.iter().all(|c| c["pending"] == 0), "all caught up: {status}");
     // ... and every partition with one of the three as its owner.
     let ids: BTreeSet<&str> = status["nodes"]

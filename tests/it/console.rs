@@ -96,7 +96,7 @@ async fn the_console_places_watches_and_replays_in_a_real_browser() {
     let (_, discarded) = send(app.http.get(app.url("/admin/dead-letters?state=discarded"))).await;
     assert_eq!(
         discarded["items"][0]["subject"],
-        format!("orders.{doomed}.payment_requested"),
+        format!("orders.{doomed}.placed"),
         "{discarded}"
     );
     assert!(screenshots.join("11-checkout-375px.png").is_file());
@@ -182,5 +182,5 @@ async fn the_catalog_lists_every_restocked_sku_and_the_status_reads_lag_and_back
         .as_array()
         .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
         .unwrap_or_default();
-    assert!(names.contains(&"payments"), "{node}");
+    assert!(names.contains(&"order-saga"), "{node}");
 }

@@ -62,7 +62,7 @@ async fn a_step_that_always_fails_is_replayed_after_the_fix_and_the_order_comple
         order["reason"]
             .as_str()
             .unwrap_or_default()
-            .contains("payments gave up"),
+            .contains("order-saga gave up"),
         "{order}"
     );
 
@@ -77,25 +77,25 @@ async fn a_step_that_always_fails_is_replayed_after_the_fix_and_the_order_comple
     let dead = &listed[0];
     assert_eq!(dead["order_id"], id.as_str());
     assert_eq!(dead["cause"], "max_deliveries");
-    assert_eq!(dead["consumer"], "payments");
+    assert_eq!(dead["consumer"], "order-saga");
     assert_eq!(dead["deliveries"], 3);
     assert_eq!(dead["handling"]["state"], "open");
-    assert_eq!(dead["subject"], format!("orders.{id}.payment_requested"));
+    assert_eq!(dead["subject"], format!("orders.{id}.placed"));
     let dl = dead["id"].as_u64().expect("an id");
 
     // The API shows the original, decoded.
     let (status, shown) = send(app.http.get(app.url(&format!("/admin/dead-letters/{dl}")))).await;
     assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!(shown["original"]["subject"], format!("orders.{id}.payment_requested"));
-    assert_eq!(shown["original"]["headers"]["Event-Type"], "payment_requested");
+    assert_eq!(shown["original"]["subject"], format!("orders.{id}.placed"));
+    assert_eq!(shown["original"]["headers"]["Event-Type"], "placed");
     assert!(
-        shown["original"]["body"].to_string().contains("2500"),
-        "the decoded body carries the amount: {shown}"
+        shown["original"]["body"].to_string().contains("SKU-1"),
+        "the decoded body carries the lines: {shown}"
     );
     eventually_metric(&app, "orderflow_dead_letters_backlog", 1.0).await;
     eventually_metric(
         &app,
-        r#"orderflow_dead_letters_received_total{consumer="payments"}"#,
+        r#"orderflow_dead_letters_received_total{consumer="order-saga"}"#,
         1.0,
     )
     .await;
@@ -125,7 +125,7 @@ async fn a_step_that_always_fails_is_replayed_after_the_fix_and_the_order_comple
         app.stored("PAYMENTS", &format!("payments.{id}.authorized")).await.len(),
         1
     );
-    let copies = app.stored("ORDERS", &format!("orders.{id}.payment_requested")).await;
+    let copies = app.stored("ORDERS", &format!("orders.{id}.placed")).await;
     assert_eq!(copies.len(), 2, "the original and its replay");
     let copy = &copies[1];
     assert_eq!(copy.headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some(message_id));
@@ -156,10 +156,10 @@ async fn a_step_that_always_fails_is_replayed_after_the_fix_and_the_order_comple
     eventually_metric(&app, "orderflow_dead_letters_backlog", 0.0).await;
 }
 
-/// Publishes random bytes where the payments consumer reads, and returns
+/// Publishes random bytes where the saga's consumer reads, and returns
 /// the id of the dead letter it becomes.
 async fn poison(app: &TestApp) -> u64 {
-    let subject = format!("orders.{}.payment_requested", uuid::Uuid::new_v4());
+    let subject = format!("orders.{}.placed", uuid::Uuid::new_v4());
     let ack = app
         .js
         .publish(subject, vec![0xc1, 0xde, 0xad].into())

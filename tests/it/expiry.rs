@@ -224,42 +224,67 @@ async fn settled(app: &TestApp, stream: &str, consumer: &str) {
 }
 
 #[tokio::test]
-async fn a_completed_orders_timer_fires_and_changes_nothing_and_a_one_sku_order_sets_none() {
-    let app = app_with_ttl(Duration::from_secs(1)).await;
-    app.restock("SKU-A", 5).await;
-    app.restock("SKU-B", 5).await;
+async fn a_completed_orders_timer_fires_and_changes_nothing_and_orders_that_never_wait_set_none() {
+    let app = app_with_ttl(Duration::from_secs(10)).await;
+    for sku in ["SKU-A", "SKU-B", "SKU-C"] {
+        app.restock(sku, 5).await;
+    }
 
-    // Two SKUs: the first reservation leaves the order waiting, so it sets a timer.
+    // Every SKU answers in the input that asked: the order never holds
+    // stock while waiting, so it sets no timer, with one SKU or two.
     let two = app
         .place_ok(&order_body("alice", &[("SKU-A", 1), ("SKU-B", 1)], "tok_visa"))
         .await;
-    let completed = app.ended(&two).await;
+    let one = app.place_ok(&order_body("bob", &[("SKU-A", 1)], "tok_visa")).await;
+    for id in [&two, &one] {
+        assert_eq!(app.ended(id).await["status"], "COMPLETED");
+    }
+    settled(&app, "ORDERS", topology::ORDER_STARTS.name).await;
+    assert_eq!(timers_of(&app, &two).await, (0, 0), "a two-SKU order that never waited");
+    assert_eq!(timers_of(&app, &one).await, (0, 0), "a one-SKU order");
+
+    // SKU-C breaks: the order holds SKU-A, with a timer, and asks for an
+    // operator, who repairs SKU-C and replays the input before the timer
+    // is due; the order completes, and the timer, firing later, changes nothing.
+    let poison = poison_sku(&app, "SKU-C").await;
+    let held = app
+        .place_ok(&order_body("carol", &[("SKU-A", 1), ("SKU-C", 1)], "tok_visa"))
+        .await;
+    eventually("the order to ask for attention", SAGA_DEADLINE, || async {
+        (app.order(&held).await["status"] == "ATTENTION_REQUIRED").then_some(())
+    })
+    .await;
+    assert_eq!(timers_of(&app, &held).await, (1, 0), "the held reservation is timed");
+    remove_poison(&app, poison).await;
+    let dead_letter = eventually("the dead letter to be listed", SAGA_DEADLINE, || async {
+        let (_, open) = crate::support::send(app.http.get(app.url("/admin/dead-letters"))).await;
+        open["items"]
+            .as_array()?
+            .iter()
+            .find(|d| d["order_id"] == held.as_str())?["id"]
+            .as_u64()
+    })
+    .await;
+    let replay = app.url(&format!("/admin/dead-letters/{dead_letter}/replay"));
+    let (status, body) = crate::support::send(app.http.post(replay)).await;
+    assert!(status.is_success(), "{body}");
+    let completed = app.ended(&held).await;
     assert_eq!(completed["status"], "COMPLETED", "{completed}");
     eventually("the completed order's timer to fire", SAGA_DEADLINE, || async {
-        (timers_of(&app, &two).await == (0, 1)).then_some(())
+        (timers_of(&app, &held).await == (0, 1)).then_some(())
     })
     .await;
     settled(&app, timer::STREAM, topology::ORDER_TIMERS).await;
-    let after = app.order(&two).await;
+    let after = app.order(&held).await;
     assert_eq!(after["status"], "COMPLETED", "{after}");
     assert_eq!(history(&after), history(&completed), "the timer appended nothing");
-    for sku in ["SKU-A", "SKU-B"] {
+    for (sku, available) in [("SKU-A", 2), ("SKU-B", 4), ("SKU-C", 4)] {
         let stock = app.sku(sku).await;
-        assert_eq!(
-            (&stock["available"], &stock["reserved"]),
-            (&Value::from(4), &Value::from(1)),
-            "{stock}"
-        );
+        assert_eq!(stock["available"], Value::from(available), "{stock}");
     }
 
-    // One SKU: its only reservation completes the order at once; no timer.
-    let one = app.place_ok(&order_body("bob", &[("SKU-A", 1)], "tok_visa")).await;
-    assert_eq!(app.ended(&one).await["status"], "COMPLETED");
-    settled(&app, "INVENTORY", "order-saga").await;
-    assert_eq!(timers_of(&app, &one).await, (0, 0), "a one-SKU order sets no timer");
-
-    eventually("both customers to be told", SAGA_DEADLINE, || async {
-        (app.stored("NOTIFICATIONS", "notifications.>").await.len() == 2).then_some(())
+    eventually("every customer to be told", SAGA_DEADLINE, || async {
+        (app.stored("NOTIFICATIONS", "notifications.*.sent").await.len() == 3).then_some(())
     })
     .await;
     app.audit_passes().await;

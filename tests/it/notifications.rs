@@ -458,8 +458,9 @@ async fn preferences_choose_email_webhook_or_nothing_with_templates_from_files_a
 }
 
 /// Republishes the stored ending of `order` (a copy, as a replay or a
-/// producer's retry leaves), and recreates the notification consumer from the start,
-/// so every ending is delivered again; waits until it has all settled.
+/// producer's retry leaves), and recreates the saga's consumer from the
+/// start, so every order is driven again to its ending and the
+/// notifications it owes; waits until it has all settled.
 async fn redeliver_everything(js: &async_nats::jetstream::Context, config: &orderflow::config::Config, order: &str) {
     let endings = crate::support::stored(js, "ORDERS", &format!("orders.{order}.*")).await;
     let ending = endings
@@ -496,7 +497,7 @@ async fn redeliver_everything(js: &async_nats::jetstream::Context, config: &orde
     )
     .await;
 
-    let inbox = topology::ORDER_ENDINGS;
+    let inbox = topology::ORDER_STARTS;
     js.get_stream(inbox.source.stream())
         .await
         .expect("stream")

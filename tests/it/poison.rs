@@ -84,9 +84,9 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
     let id = app
         .place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_unavailable"))
         .await;
-    let advisory: Value = eventually("the payment request to be dead-lettered", SAGA_DEADLINE, || async {
+    let advisory: Value = eventually("the order's input to be dead-lettered", SAGA_DEADLINE, || async {
         let requested_seq = app
-            .stored("ORDERS", &format!("orders.{id}.payment_requested"))
+            .stored("ORDERS", &format!("orders.{id}.placed"))
             .await
             .first()?
             .sequence;
@@ -97,7 +97,7 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
             .find(|a| a["stream_seq"].as_u64() == Some(requested_seq))
     })
     .await;
-    assert_eq!(advisory["consumer"], "payments", "{advisory}");
+    assert_eq!(advisory["consumer"], "order-saga", "{advisory}");
     assert_eq!(advisory["deliveries"], 3, "{advisory}");
     assert_eq!(
         app.stored("ORDERS", &format!("orders.{id}.payment_requested"))
@@ -114,7 +114,7 @@ async fn a_step_that_always_fails_is_dead_lettered_after_max_deliver() {
     .await;
     let reason = order["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("payments gave up") && reason.contains("after 3 deliveries"),
+        reason.contains("order-saga gave up") && reason.contains("after 3 deliveries"),
         "{order}"
     );
     assert_eq!(
@@ -150,7 +150,7 @@ async fn a_step_that_fails_twice_is_retried_with_the_backoff_and_completes_witho
     assert!(!crate::support::history(&order).contains(&"attention_required".to_owned()));
 }
 
-/// An input its entity refuses (a payment answer for an order never placed)
+/// An input its entity refuses (a cancel for an order never placed)
 /// is dead-lettered with the refusal as its reason, but only on its third
 /// delivery: a first refusal may come from a journal read that trails the
 /// input in a cluster.
@@ -158,7 +158,7 @@ async fn a_step_that_fails_twice_is_retried_with_the_backoff_and_completes_witho
 async fn a_refused_input_is_believed_on_its_third_delivery_then_dead_lettered() {
     use actors::journal::{Cause, Journal};
     use orderflow::bus::journal::NatsJournal;
-    use schemas::payment::PaymentEvent;
+    use schemas::order::OrderEvent;
     use schemas::subjects::EntityRef;
 
     let nats = crate::support::NatsServer::start().await;
@@ -167,24 +167,19 @@ async fn a_refused_input_is_believed_on_its_third_delivery_then_dead_lettered() 
     let app = TestApp::spawn_on(nats, config).await;
     let stray = schemas::OrderId::parse(&uuid::Uuid::new_v4().to_string()).expect("an order id");
     let journal = NatsJournal::open(app.js.clone()).await.expect("journal");
-    let authorized = PaymentEvent::Authorized {
-        order_id: stray,
-        payment_id: "pay_stray".into(),
-        amount: schemas::Money {
-            minor: 100,
-            currency: schemas::Currency::default(),
-        },
+    let cancel = OrderEvent::CancelRequested {
+        reason: "changed my mind".into(),
     };
     let stored = journal
-        .append(&EntityRef::payment(stray), 0, &authorized, &Cause::default())
+        .append(&EntityRef::order(stray), 0, &cancel, &Cause::default())
         .await
         .expect("stored");
-    let advisory: Value = eventually("the refused answer to be dead-lettered", SAGA_DEADLINE, || async {
+    let advisory: Value = eventually("the refused cancel to be dead-lettered", SAGA_DEADLINE, || async {
         app.stored(DEAD_LETTERS, "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
             .await
             .iter()
             .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
-            .find(|a| a["stream"] == "PAYMENTS" && a["stream_seq"].as_u64() == Some(stored.seq))
+            .find(|a| a["stream"] == "ORDERS" && a["stream_seq"].as_u64() == Some(stored.seq))
     })
     .await;
     assert_eq!(advisory["consumer"], "order-saga", "{advisory}");

@@ -1,7 +1,5 @@
 //! Every path of the saga, end to end through HTTP and JetStream.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -121,18 +119,19 @@ async fn a_partly_available_order_releases_what_it_reserved() {
     );
 }
 
-/// Holds back stock requests by pausing the SKUs' consumer on the server,
-/// so the cancel lands while the order waits, deterministically.
+/// Holds back reservations by filling the INVENTORY stream on the server
+/// (no new message fits until it is let go), so the cancel lands while
+/// the order waits for its stock, deterministically.
 #[tokio::test]
 async fn cancelling_before_completion_refunds_and_releases_stock() {
     let app = TestApp::spawn().await;
     app.restock("SKU-1", 5).await;
-    let orders = app.js.get_stream("ORDERS").await.expect("ORDERS");
-    let until = time_in(Duration::from_secs(3600));
-    orders
-        .pause_consumer("inventory", until)
-        .await
-        .expect("pause the inventory consumer");
+    let mut inventory = app.js.get_stream("INVENTORY").await.expect("INVENTORY");
+    let open = inventory.info().await.expect("stream info").clone();
+    let mut full = open.config.clone();
+    full.max_messages = i64::try_from(open.state.messages).expect("a count");
+    full.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    app.js.update_stream(full).await.expect("hold the SKUs' journals");
 
     let id = app.place_ok(&order_body("alice", &[("SKU-1", 2)], "tok_visa")).await;
     crate::support::eventually_true("payment authorized", crate::support::SAGA_DEADLINE, || async {
@@ -146,10 +145,10 @@ async fn cancelling_before_completion_refunds_and_releases_stock() {
         "a cancel waits for the step in flight: {body}"
     );
 
-    orders
-        .resume_consumer("inventory")
+    app.js
+        .update_stream(open.config)
         .await
-        .expect("resume the inventory consumer");
+        .expect("let the SKUs' journals grow again");
     let order = app.ended(&id).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
     assert_eq!(order["reason"], "cancelled by customer");
@@ -280,8 +279,4 @@ async fn bad_input_gets_problem_details_naming_the_field() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-}
-
-fn time_in(d: Duration) -> async_nats::datetime::DateTime {
-    async_nats::datetime::DateTime::from(std::time::SystemTime::now() + d)
 }

@@ -11,7 +11,7 @@ use schemas::{Money, OrderId};
 
 use super::StepError;
 use crate::payment::{Gateway, Payment, PaymentCommand, PaymentLedger};
-use crate::Aggregate;
+use crate::{Aggregate, Answers};
 
 /// Turns an input (an intent) into the command to decide, given the state.
 pub trait Behavior: Send + Sync + 'static {
@@ -19,6 +19,8 @@ pub trait Behavior: Send + Sync + 'static {
     type Aggregate: Aggregate;
     /// What inputs ask for.
     type Intent: Clone + Debug + Send + Sync + 'static;
+    /// What the caller is told of the entity after an input (see [`Answers`]).
+    type Answer: Clone + Debug + Send + Sync + Serialize + serde::de::DeserializeOwned + 'static;
 
     /// The command to decide now, or `None` when nothing is to be done.
     /// Runs again after every lost race, against the reloaded state.
@@ -34,6 +36,9 @@ pub trait Behavior: Send + Sync + 'static {
     fn needs_history(&self, _intent: &Self::Intent) -> bool {
         false
     }
+
+    /// Where the entity stands for the caller of `intent`, once it is handled.
+    fn answer(&self, state: &<Self::Aggregate as Aggregate>::State, intent: &Self::Intent) -> Self::Answer;
 }
 
 /// The behaviour of machines whose inputs are their commands.
@@ -45,15 +50,20 @@ impl<A> Default for Pure<A> {
     }
 }
 
-impl<A: Aggregate> Behavior for Pure<A>
+impl<A: Answers> Behavior for Pure<A>
 where
     A::Command: Clone,
 {
     type Aggregate = A;
     type Intent = A::Command;
+    type Answer = A::Answer;
 
     async fn command(&self, _: &EntityRef, _: &A::State, intent: &A::Command) -> Result<Option<A::Command>, StepError> {
         Ok(Some(intent.clone()))
+    }
+
+    fn answer(&self, state: &A::State, intent: &A::Command) -> A::Answer {
+        A::answer(state, intent)
     }
 }
 
@@ -90,6 +100,8 @@ impl<G> PaymentBehavior<G> {
 impl<G: Gateway> Behavior for PaymentBehavior<G> {
     type Aggregate = PaymentLedger;
     type Intent = PaymentIntent;
+    /// The payment as it stands: the saga reads its reply from it.
+    type Answer = Payment;
 
     async fn command(
         &self,
@@ -150,5 +162,9 @@ impl<G: Gateway> Behavior for PaymentBehavior<G> {
 
     fn needs_history(&self, _: &PaymentIntent) -> bool {
         true
+    }
+
+    fn answer(&self, state: &Payment, _: &PaymentIntent) -> Payment {
+        state.clone()
     }
 }

@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::entity::{EntityActor, EntityArgs, EntityMsg};
 use super::parked::ParkingLot;
-use super::{Behavior, Executed, StepError};
-use crate::journal::{Cause, Journal, Journaled};
+use super::{Behavior, Seed, StepError};
+use crate::journal::{Cause, Journal};
 use crate::snapshot::SnapshotStore;
 use crate::Aggregate;
 
@@ -226,16 +226,16 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
     }
 
     /// Hands one input to the entity's actor and waits until its events
-    /// are stored; `first` is the entity's first event when the caller holds
-    /// it, so an actor that knows nothing yet need not read it back (see
-    /// [`super::Cached::seed_first`]).
+    /// are stored; answers with them and where the entity then stands.
+    /// `seed` is what the caller knows of the entity, so an actor that
+    /// knows nothing yet need not read it (see [`Seed`]).
     pub async fn execute(
         &self,
         entity: &EntityRef,
         intent: B::Intent,
         cause: Cause,
-        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
-    ) -> Result<Executed<B::Aggregate>, StepError> {
+        seed: Seed<<B::Aggregate as Aggregate>::Event>,
+    ) -> super::entity::Outcome<B> {
         // An actor that dies with the input in hand (killed, panicked) is
         // replaced at once by one that reloads from snapshot and journal; the
         // input is handed over again a few times before NATS redelivers it.
@@ -243,13 +243,13 @@ impl<B: Behavior, J: Journal> Directory<B, J> {
             let (actor, busy) = self.actor(entity).await?;
             let message = intent.clone();
             let reply_to = cause.clone();
-            let first = first.clone();
+            let seed = seed.clone();
             let call = actor
                 .call(
                     |reply| EntityMsg::Execute {
                         intent: message,
                         cause: reply_to,
-                        first,
+                        seed,
                         reply,
                     },
                     Some(self.config.call_timeout),
@@ -436,8 +436,10 @@ mod tests {
     use schemas::OrderId;
 
     use super::*;
-    use crate::order::{OrderCommand, OrderSaga, PaymentReply};
+    use crate::journal::Journaled;
+    use crate::order::{OrderCommand, OrderSaga, OrderState, PaymentReply};
     use crate::shell::memory_journal::{placed, Memory};
+    use crate::shell::Executed;
     use crate::shell::Pure;
     use crate::snapshot::NoSnapshots;
 
@@ -450,9 +452,9 @@ mod tests {
         }
     }
 
-    fn appended(result: Result<Executed<OrderSaga>, StepError>) -> Vec<&'static str> {
+    fn appended(result: Result<(Executed<OrderSaga>, OrderState), StepError>) -> Vec<&'static str> {
         match result {
-            Ok(Executed::Appended(events)) => events.iter().map(Event::event_type).collect(),
+            Ok((Executed::Appended(events), _)) => events.iter().map(Event::event_type).collect(),
             other => panic!("executing: {other:?}"),
         }
     }
@@ -477,12 +479,12 @@ mod tests {
             .await
             .expect("started");
         journal.stored.lock().expect("not poisoned").push(placed(order_id));
-        let first = Journaled {
+        let first = Seed::First(Journaled {
             seq: 1,
             event: placed(order_id),
-        };
+        });
         let advanced = directory
-            .execute(&entity, OrderCommand::Advance, Cause::default(), Some(first))
+            .execute(&entity, OrderCommand::Advance, Cause::default(), first)
             .await;
         assert_eq!(appended(advanced), ["payment_requested"]);
         parked_alone(&directory).await;
@@ -497,7 +499,9 @@ mod tests {
             let events = OrderSaga::decide(&state, &authorized).expect("the twin decides");
             stored.extend(events);
         }
-        let again = directory.execute(&entity, authorized, Cause::default(), None).await;
+        let again = directory
+            .execute(&entity, authorized, Cause::default(), Seed::None)
+            .await;
         assert!(appended(again).is_empty(), "a step taken twice");
         let stored = journal.stored.lock().expect("not poisoned");
         let stock_requests = stored

@@ -10,20 +10,24 @@ use schemas::subjects::EntityRef;
 
 use super::directory::Slot;
 use super::parked::{save_snapshot, Parked, ParkingLot};
-use super::{execute, Behavior, Cached, Executed, StepError};
-use crate::journal::{Cause, Journal, Journaled};
+use super::{execute, Behavior, Cached, Executed, Seed, StepError};
+use crate::journal::{Cause, Journal};
 use crate::snapshot::{self, SnapshotStore};
 use crate::Aggregate;
 
+/// What an executed input did, with where the entity then stands for its caller.
+pub type Outcome<B> = Result<(Executed<<B as Behavior>::Aggregate>, <B as Behavior>::Answer), StepError>;
+
 /// What an entity actor is asked.
 pub enum EntityMsg<B: Behavior> {
-    /// Handle one input and answer once its events are stored.
+    /// Handle one input and answer once its events are stored, with where
+    /// the entity then stands.
     Execute {
         intent: B::Intent,
         cause: Cause,
-        /// The entity's first event, when the caller holds it (see [`Cached::seed_first`]).
-        first: Option<Journaled<<B::Aggregate as Aggregate>::Event>>,
-        reply: RpcReplyPort<Result<Executed<B::Aggregate>, StepError>>,
+        /// What the caller knows of a fresh entity (see [`Seed`]).
+        seed: Seed<<B::Aggregate as Aggregate>::Event>,
+        reply: RpcReplyPort<Outcome<B>>,
     },
 }
 
@@ -117,12 +121,10 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
         let EntityMsg::Execute {
             intent,
             cause,
-            first,
+            seed,
             reply,
         } = msg;
-        if let Some(first) = &first {
-            state.cache.seed_first(first);
-        }
+        state.cache.seed(&seed);
         // Boxed: the step's future (NATS round trips, gateway calls) is large,
         // and inline it would size every idle actor's task for the worst case.
         let step = execute(
@@ -144,8 +146,12 @@ impl<B: Behavior, J: Journal> Actor for EntityActor<B, J> {
                 state.snapshotted_at = state.cache.folded;
             }
         }
+        let answered = result.map(|executed| {
+            let answer = self.behavior.answer(&state.cache.state, &intent);
+            (executed, answer)
+        });
         // The caller may have given up waiting; the input will be redelivered.
-        let _ = reply.send(result);
+        let _ = reply.send(answered);
         Ok(())
     }
 

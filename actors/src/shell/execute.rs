@@ -2,6 +2,7 @@
 //! entity actors and by HTTP handlers that write directly.
 
 use schemas::subjects::EntityRef;
+use serde::{Deserialize, Serialize};
 
 use super::Behavior;
 use crate::journal::{Cause, Journal, JournalError, Journaled};
@@ -38,6 +39,31 @@ pub enum Executed<A: Aggregate> {
     Appended(Vec<A::Event>),
     /// The state machine refused the command.
     Rejected(A::Rejection),
+}
+
+/// What a caller tells a fresh actor about its entity, saving it a read.
+/// Only an actor that knows nothing yet (no parked state, no snapshot)
+/// takes it; either way optimistic concurrency checks it at the next append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Seed<E> {
+    /// Nothing: the actor reads the journal when it must.
+    None,
+    /// The entity's first event with its stream sequence (see [`Cached::seed_first`]).
+    First(Journaled<E>),
+    /// The entity's journal is empty: the caller just journaled the request
+    /// that brings the entity into being (an order's `payment_requested`
+    /// for its payment, its ending for its notifications), so nothing can
+    /// have been stored for it but by a twin holding the same request,
+    /// which the next append's check catches.
+    Empty,
+}
+
+// By hand: a derived `Default` would ask `E: Default` of every event type.
+#[allow(clippy::derivable_impls)]
+impl<E> Default for Seed<E> {
+    fn default() -> Self {
+        Self::None
+    }
 }
 
 /// An entity's state as far as this process has read its journal.
@@ -85,6 +111,16 @@ impl<A: Aggregate> Cached<A> {
         self.state = A::evolve(std::mem::take(&mut self.state), &first.event);
         self.last_seq = first.seq;
         self.folded += 1;
+    }
+
+    /// Takes what `seed` says, if this cache knows nothing yet.
+    pub fn seed(&mut self, seed: &Seed<A::Event>) {
+        match seed {
+            Seed::None => {}
+            Seed::First(first) => self.seed_first(first),
+            Seed::Empty if self.last_seq == 0 && !self.loaded => self.loaded = true,
+            Seed::Empty => {}
+        }
     }
 
     /// Folds in whatever the journal holds after `last_seq`.

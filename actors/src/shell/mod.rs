@@ -14,4 +14,4 @@ pub mod parked;
 pub use behavior::{Behavior, PaymentBehavior, Pure};
 pub use directory::{Directory, DirectoryError};
 pub use entity::{EntityActor, EntityMsg};
-pub use execute::{execute, Cached, Executed, StepError};
+pub use execute::{execute, Cached, Executed, Seed, StepError};
