@@ -14,7 +14,7 @@ use crate::cluster::leases::{self, Ownership};
 use crate::cluster::membership::{self, NodeCard};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::notify::NotifySetup;
 use crate::saga::sharded::Router;
 use crate::saga::{self, Actors};
@@ -96,7 +96,7 @@ impl Node {
         let endings = http::endings::Endings::start(&client)
             .await
             .map_err(|e| anyhow::anyhow!("subscribing to order endings: {e}"))?;
-        let app = http::router(AppState {
+        let app = http::router(AppState::new(Services {
             config: Arc::new(config),
             journal,
             client,
@@ -108,7 +108,7 @@ impl Node {
             js,
             metrics,
             auth,
-        });
+        }));
         let mut http_stopped = stopped.clone();
         tasks.spawn(async move {
             let shutdown = async move {

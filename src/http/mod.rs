@@ -34,9 +34,28 @@ use crate::bus::journal::NatsJournal;
 use crate::config::Config;
 use problem::Problem;
 
-/// What every handler can reach.
+/// What every handler can reach: cloned per request and per extractor, so
+/// one shared [`Services`] behind an `Arc` rather than a dozen handles.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with every handler.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The node's services, as the handlers see them.
+pub struct Services {
     /// The node's configuration.
     pub config: Arc<Config>,
     /// The journals, for reads and direct writes.

@@ -149,3 +149,35 @@ async fn bench_broker_as_the_apps_user_fails_and_names_the_permission_it_lacks()
     assert!(stderr.contains("orderflow.bench.>"), "{stderr}");
     assert!(out.stdout.is_empty(), "no report on failure");
 }
+
+/// An upgrade from a version with a consumer per saga step: `setup` (as the
+/// app's NATS user) deletes those consumers, so none keeps collecting
+/// messages nobody reads, and leaves the ones this version runs.
+#[tokio::test]
+async fn setup_retires_the_per_step_consumers_of_earlier_versions() {
+    use async_nats::jetstream::consumer::pull;
+    use orderflow::bus::topology::RETIRED_CONSUMERS;
+
+    let app = TestApp::spawn().await;
+    for (stream, name) in RETIRED_CONSUMERS {
+        let config = pull::Config {
+            durable_name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        app.js
+            .create_consumer_on_stream(config, stream)
+            .await
+            .unwrap_or_else(|e| panic!("{stream}/{name} made as an old version would: {e}"));
+    }
+    let out = orderflow_cli(&app.nats.url(), &["setup"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (stream, name) in RETIRED_CONSUMERS {
+        let stream = app.js.get_stream(stream).await.expect("the stream");
+        assert!(stream.consumer_info(name).await.is_err(), "{name} was retired");
+    }
+    let orders = app.js.get_stream("ORDERS").await.expect("ORDERS");
+    orders.consumer_info("order-saga").await.expect("order-saga stays");
+    app.restock("SKU-1", 1).await;
+    let id = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
+    assert_eq!(app.ended(&id).await["status"], "COMPLETED");
+}

@@ -149,4 +149,12 @@ async fn the_app_user_cannot_reach_what_it_does_not_need() {
     request_refused(&client, &mut reports, "$JS.API.STREAM.PURGE.ORDERS").await;
     request_refused(&client, &mut reports, "$JS.API.STREAM.DELETE.ORDERS").await;
     assert_eq!(orders_count(&app).await, stored, "ORDERS is untouched");
+    // It deletes only the per-step consumers earlier versions ran, never a live one.
+    request_refused(&client, &mut reports, "$JS.API.CONSUMER.DELETE.ORDERS.order-saga").await;
+    let js = async_nats::jetstream::new(client.clone());
+    let orders = js.get_stream("ORDERS").await.expect("ORDERS");
+    orders
+        .consumer_info("order-saga")
+        .await
+        .expect("order-saga is still there");
 }
