@@ -151,16 +151,23 @@ pub async fn run<H: Handler>(
     let _ = in_flight.acquire_many(config.max_in_flight.max(1) as u32).await;
 }
 
+/// The longest an input is kept from redelivery by in-progress acks: a
+/// handler stuck past it is given a twin (harmless: appends are checked).
+const LONGEST_IN_PROGRESS: Duration = Duration::from_secs(300);
+
 /// Handles `message`, telling the server every `every` that it is still
 /// being worked on: one input drives a whole saga (a slow payment provider,
-/// a mail server), which must not be redelivered to a twin meanwhile.
+/// a mail server), which must not be redelivered to a twin meanwhile; but
+/// only for [`LONGEST_IN_PROGRESS`], so a stuck handler cannot hold its
+/// input for ever.
 async fn handle_in_progress<H: Handler>(handler: &H, message: &Message, every: Duration) -> Result<(), Failure> {
     let handled = handler.handle(message);
     tokio::pin!(handled);
+    let give_up = tokio::time::Instant::now() + LONGEST_IN_PROGRESS;
     loop {
         tokio::select! {
             outcome = &mut handled => return outcome,
-            () = tokio::time::sleep(every) => {
+            () = tokio::time::sleep(every), if tokio::time::Instant::now() < give_up => {
                 telemetry::jetstream_op(telemetry::JetStreamOp::Ack);
                 if let Err(e) = message.ack_with(AckKind::Progress).await {
                     tracing::debug!(error = %e, "progress not told; the input may be redelivered");

@@ -39,8 +39,9 @@ use crate::telemetry::{self, trace_context::TraceContext};
 use tracing::Instrument;
 
 /// The most rounds of requests one input drives. A saga takes at most
-/// five (charge, reserve, release or refund, notify, and a withdrawal);
-/// more means answers that change nothing, and the input is retried later.
+/// four (charge; reserve; refund, releases and withdrawals; notify), and a
+/// request is asked once per drive, so this is only a backstop: reaching
+/// it retries the input later.
 const MAX_ROUNDS: usize = 16;
 
 /// How charges wait while the payment provider's breaker is open.
