@@ -252,13 +252,23 @@ impl Driver {
         let started = Instant::now();
         // Each request is a child span of the input, in the logs and on the
         // events it stores, as a hop between consumers was.
-        let cause = &child_of(cause);
+        let trace = cause
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map(|t| t.child());
+        let cause = &Cause {
+            message_id: cause.message_id.clone(),
+            traceparent: trace
+                .as_ref()
+                .map(ToString::to_string)
+                .or_else(|| cause.traceparent.clone()),
+        };
         let step = match request {
             Request::Charge { .. } | Request::Refund => "payment",
             Request::Reserve { .. } | Request::Release { .. } | Request::Withdraw { .. } => "stock",
             Request::Notify(_) => "notification",
         };
-        let trace = cause.traceparent.as_deref().and_then(TraceContext::parse);
         // Named like the input's span, so every log line about an order names it and its trace.
         let span = tracing::info_span!(
             "step",
@@ -513,20 +523,6 @@ fn answered(entity: &EntityRef, commands: Vec<OrderCommand>) -> Answered {
         return Answered::failed(Failure::Transient(format!("{entity} has not answered yet")));
     }
     Answered::commands(commands)
-}
-
-/// The cause of a request the input leads to: the same input, in a child span.
-fn child_of(cause: &Cause) -> Cause {
-    let traceparent = cause
-        .traceparent
-        .as_deref()
-        .and_then(TraceContext::parse)
-        .map(|t| t.child().to_string())
-        .or_else(|| cause.traceparent.clone());
-    Cause {
-        message_id: cause.message_id.clone(),
-        traceparent,
-    }
 }
 
 /// How long ago `since` was.

@@ -169,3 +169,30 @@ async fn a_charge_waiting_past_the_deadline_fails_the_order_with_the_reason() {
     assert_eq!(service.charges(), 0);
     app.audit_passes().await;
 }
+
+/// A charge slower than the saga consumer's ack wait: the input tells the
+/// server it is in progress, so it is not handed to a twin while the
+/// provider thinks; it is delivered once and charged once.
+#[tokio::test]
+async fn a_charge_slower_than_the_ack_wait_keeps_its_input_from_redelivery() {
+    let service = PaymentService::start().await;
+    let nats = NatsServer::start().await;
+    let mut config = http_config(&nats, &service);
+    // The provider answers this charge after a second; the ack wait is shorter.
+    config.gateway.http.timeout = Duration::from_secs(5);
+    config.consumers.ack_wait = Duration::from_millis(400);
+    config.consumers.backoff = Vec::new();
+    let app = TestApp::spawn_on(nats, config).await;
+    app.restock("P1", 1).await;
+
+    let slow = app.place_ok(&order_body("ann", &[("P1", 1)], SLOW_ONCE)).await;
+    assert_eq!(app.ended(&slow).await["status"], "COMPLETED");
+    assert_eq!(service.requests_for(&slow), 1, "one call to the provider");
+    let mut saga: async_nats::jetstream::consumer::PullConsumer = app
+        .js
+        .get_consumer_from_stream("order-saga", "ORDERS")
+        .await
+        .expect("the saga's consumer");
+    let info = saga.info().await.expect("consumer info");
+    assert_eq!(info.delivered.consumer_sequence, 1, "placed delivered once: {info:?}");
+}

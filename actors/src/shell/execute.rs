@@ -54,7 +54,9 @@ pub enum Seed<E> {
     /// that brings the entity into being (an order's `payment_requested`
     /// for its payment, its ending for its notifications), so nothing can
     /// have been stored for it but by a twin holding the same request,
-    /// which the next append's check catches.
+    /// which the next append's check catches. Only for intents whose first
+    /// step on an empty journal appends: a refusal decided on the empty
+    /// state is not checked by any append.
     Empty,
 }
 
@@ -245,26 +247,37 @@ mod tests {
     use schemas::OrderId;
 
     use super::*;
+    use crate::order::OrderRejection;
     use crate::order::{OrderCommand, OrderSaga};
-    use crate::shell::memory_journal::{placed, Memory};
+    use crate::shell::memory_journal::{place, placed, Memory};
     use crate::shell::Pure;
+
+    /// `command` on an order, as its actor would execute it from `cache`.
+    async fn order_step(
+        journal: &Memory,
+        entity: &EntityRef,
+        cache: &mut Cached<OrderSaga>,
+        command: &OrderCommand,
+    ) -> Result<Executed<OrderSaga>, StepError> {
+        let behavior = Pure::<OrderSaga>::default();
+        execute(&behavior, journal, entity, cache, command, &Cause::default()).await
+    }
 
     async fn advance(journal: &Memory, entity: &EntityRef, first: &Journaled<OrderEvent>) -> Vec<OrderEvent> {
         let mut cache = Cached::<OrderSaga>::default();
         cache.seed_first(first);
-        match execute(
-            &Pure::<OrderSaga>::default(),
-            journal,
-            entity,
-            &mut cache,
-            &OrderCommand::Advance,
-            &Cause::default(),
-        )
-        .await
-        {
+        match order_step(journal, entity, &mut cache, &OrderCommand::Advance).await {
             Ok(Executed::Appended(events)) => events,
             other => panic!("advancing: {other:?}"),
         }
+    }
+
+    /// A new order whose journal holds its `placed`.
+    fn placed_order() -> (OrderId, EntityRef, Memory) {
+        let order_id = OrderId::random();
+        let journal = Memory::default();
+        journal.stored.lock().expect("not poisoned").push(placed(order_id));
+        (order_id, EntityRef::order(order_id), journal)
     }
 
     /// A seeded actor decides from its first event alone while that is the
@@ -272,10 +285,7 @@ mod tests {
     /// redelivered after the saga moved on): never a step taken twice.
     #[tokio::test]
     async fn a_seed_is_trusted_only_as_far_as_the_journal_agrees() {
-        let order_id = OrderId::random();
-        let entity = EntityRef::order(order_id);
-        let journal = Memory::default();
-        journal.stored.lock().expect("not poisoned").push(placed(order_id));
+        let (order_id, entity, journal) = placed_order();
         let first = Journaled {
             seq: 1,
             event: placed(order_id),
@@ -289,5 +299,23 @@ mod tests {
         let again = advance(&journal, &entity, &first).await;
         assert!(again.is_empty(), "a step taken twice: {again:?}");
         assert_eq!(journal.stored.lock().expect("not poisoned").len(), 2);
+    }
+
+    /// A wrong `Seed::Empty` (a twin stored the entity's first event after
+    /// all): the decision taken on the empty state is refused by the
+    /// append's check, the journal is read, and the decision is taken again
+    /// against it; nothing is stored twice.
+    #[tokio::test]
+    async fn a_wrong_empty_seed_costs_a_refused_append_never_a_second_event() {
+        let (order_id, entity, journal) = placed_order();
+        let mut cache = Cached::<OrderSaga>::default();
+        cache.seed(&Seed::Empty);
+        let placed_again = order_step(&journal, &entity, &mut cache, &place(order_id)).await;
+        assert!(
+            matches!(placed_again, Ok(Executed::Rejected(OrderRejection::AlreadyPlaced))),
+            "{placed_again:?}"
+        );
+        assert_eq!(journal.conflicts.load(std::sync::atomic::Ordering::Acquire), 1);
+        assert_eq!(journal.stored.lock().expect("not poisoned").len(), 1);
     }
 }

@@ -57,9 +57,9 @@ impl Journal for Memory {
     }
 }
 
-/// The `placed` event of a one-line order.
-pub(crate) fn placed(order_id: OrderId) -> OrderEvent {
-    let place = OrderCommand::Place {
+/// The command that places a one-line order.
+pub(crate) fn place(order_id: OrderId) -> OrderCommand {
+    OrderCommand::Place {
         order_id,
         customer_id: CustomerId::parse("alice").expect("a customer"),
         lines: vec![Line {
@@ -69,7 +69,11 @@ pub(crate) fn placed(order_id: OrderId) -> OrderEvent {
         }],
         currency: Currency::default(),
         payment_method: "tok_visa".into(),
-    };
-    let mut events = OrderSaga::decide(&Default::default(), &place).expect("placed");
+    }
+}
+
+/// The `placed` event of a one-line order.
+pub(crate) fn placed(order_id: OrderId) -> OrderEvent {
+    let mut events = OrderSaga::decide(&Default::default(), &place(order_id)).expect("placed");
     events.remove(0)
 }
