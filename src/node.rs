@@ -93,14 +93,10 @@ impl Node {
         ));
         let heartbeat_js = js.clone();
         let auth = Arc::new(crate::auth::start(&config.auth).context("setting up authentication")?);
-        let endings = http::endings::Endings::start(&client)
-            .await
-            .map_err(|e| anyhow::anyhow!("subscribing to order endings: {e}"))?;
         let app = http::router(AppState::new(Services {
             config: Arc::new(config),
             journal,
             client,
-            endings,
             dead_letters: DeadLetters::new(js.clone()),
             notify,
             orders,

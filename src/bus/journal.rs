@@ -39,7 +39,8 @@ const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 pub const DIRECT_GETS: usize = 16;
 
 impl Record {
-    fn of(message: StreamMessage) -> Self {
+    /// The record of a stored message.
+    pub fn of(message: StreamMessage) -> Self {
         Record {
             seq: message.sequence,
             subject: message.subject.to_string(),

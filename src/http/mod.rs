@@ -4,7 +4,6 @@ pub mod access;
 pub mod bulk;
 pub mod console;
 pub mod dead_letters;
-pub mod endings;
 pub mod guard;
 pub mod hardening;
 pub mod health;
@@ -62,8 +61,6 @@ pub struct Services {
     pub journal: Arc<NatsJournal>,
     /// The core connection, for waiting on subjects.
     pub client: async_nats::Client,
-    /// Wakes `?wait=` requests when their order ends.
-    pub endings: std::sync::Arc<endings::Endings>,
     /// JetStream, for readiness.
     pub js: async_nats::jetstream::Context,
     /// Dead-letter operations.
@@ -74,7 +71,7 @@ pub struct Services {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Notification preferences and the customer index.
     pub notify: crate::notify::NotifySetup,
-    /// This node's order index, for listing.
+    /// This node's order index, for listing, and the waits it feeds (`?wait=`).
     pub orders: crate::read_model::follow::OrderReadModel,
     /// Checks bearer tokens.
     pub auth: Arc<crate::auth::Authenticator>,

@@ -23,6 +23,7 @@ use super::views::{self, OrderView};
 use super::{decide_and_append, AppState, Assume};
 use crate::auth::Principal;
 use crate::bus::journal::Record;
+use crate::read_model::waiters::Waiter;
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -185,13 +186,13 @@ pub async fn place(
     let wait = wait.duration(app.config.http.max_wait)?;
     let key = idempotency_key(&headers)?;
     let (order_id, command) = parse_body(parse_json(&body)?, key)?;
-    // Before the append, so that the saga's ending, however quick, wakes the wait.
-    let watch = wait.map(|_| app.endings.watch(order_id));
+    // Before the append, so that every record of the order is heard.
+    let waiter = wait.map(|_| app.orders.watch(order_id));
     let status = place_one(&app, &principal, order_id, command, &headers).await?;
-    let view = match (wait, watch) {
-        // Just placed: nothing to read until the saga ends.
-        (Some(wait), Some(watch)) if status == StatusCode::CREATED => {
-            wait_for_ending(&app, order_id, Instant::now() + wait, watch, false).await?
+    let view = match (wait, waiter) {
+        // Just placed: nothing to read, all of it will be heard.
+        (Some(wait), Some(waiter)) if status == StatusCode::CREATED => {
+            wait_for_ending(&app, order_id, Instant::now() + wait, waiter, false).await?
         }
         _ => read(&app, order_id, wait).await?,
     };
@@ -342,12 +343,12 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
     Ok(events)
 }
 
-/// How often a watch re-reads the journal though nothing woke it. In a
+/// How often a wait re-reads the journal though nothing woke it. In a
 /// cluster a new subscription (an SSE stream's) reaches the other servers a
 /// moment after it is made, and an event published there in between is
 /// never delivered here (seen as 30 s `?wait=` stragglers in the 3-node
-/// bench before `?wait=` used the node's one [`super::endings`]
-/// subscription); the re-read bounds such a miss to this.
+/// bench before `?wait=` listened to the node's follower of ORDERS); the
+/// re-read bounds such a miss to this, and a `?wait=` whose follower lags.
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// What ended a [`wake`].
@@ -377,54 +378,58 @@ async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Resu
             .await?
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")));
     };
-    let watch = app.endings.watch(order_id);
-    wait_for_ending(app, order_id, Instant::now() + wait, watch, true).await
+    let waiter = app.orders.watch(order_id);
+    wait_for_ending(app, order_id, Instant::now() + wait, waiter, true).await
 }
 
-/// Reads an order once it has ended or at `deadline`, whichever is first,
-/// woken by `watch` (made before the order could end); `read_now` reads it
-/// first, as it may have ended already.
+/// An order once it has ended, or as it stands at `deadline`, whichever is
+/// first, folded from the records `waiter` hears (it was registered before
+/// the order could end, so nothing stored since is missed); `read_now`
+/// reads the journal first, for what was stored before. The journal is
+/// read again only when the follower brought no ending for [`RECHECK`] (it
+/// may lag, or be rebuilding), for what it has not brought yet.
 async fn wait_for_ending(
     app: &AppState,
     order_id: OrderId,
     deadline: Instant,
-    watch: super::endings::Watch,
+    waiter: Waiter,
     read_now: bool,
 ) -> Result<OrderView, Problem> {
     let entity = EntityRef::order(order_id);
     let mut records = Vec::new();
-    let mut read_next = read_now;
-    let mut ending_heard = false;
+    if read_now {
+        records = app.journal.records(&entity, 0).await?;
+    }
     loop {
-        let mut pause = Duration::from_millis(1);
-        while read_next {
-            // Only the tail: what was read before is still the journal's head.
-            let after = records.last().map_or(0, |r: &Record| r.seq);
-            records.extend(app.journal.records(&entity, after).await?);
-            let view = views::order_of(&records)?;
-            match view {
-                Some(v) if v.is_terminal() || Instant::now() >= deadline => return Ok(v),
-                None if Instant::now() >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
-                _ => {}
-            }
-            // Subscribers hear a publish while the stream is still storing
-            // it, so a read right after the ending may miss it: look again
-            // shortly rather than wait for the next recheck.
-            read_next = ending_heard && pause <= MAX_ENDING_PAUSE;
-            if read_next {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+        extend_heard(&mut records, waiter.take());
+        let view = views::order_of(&records)?;
+        let now = Instant::now();
+        match view {
+            Some(v) if v.is_terminal() || now >= deadline => return Ok(v),
+            None if now >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
+            _ => {}
+        }
+        let by = deadline.min(now + RECHECK);
+        if tokio::time::timeout_at(by, waiter.ended()).await.is_ok() {
+            extend_heard(&mut records, waiter.take());
+            if let Some(view) = views::order_of(&records)?.filter(OrderView::is_terminal) {
+                return Ok(view);
             }
         }
-        // Only an ending changes the answer: the steps between wake nobody.
-        // A missed wake-up (the connection was being replaced) costs at
-        // most a recheck.
-        let by = deadline.min(Instant::now() + RECHECK);
-        ending_heard = tokio::time::timeout_at(by, watch.ended()).await.is_ok();
-        read_next = true;
+        let after = records.last().map_or(0, |r: &Record| r.seq);
+        records.extend(app.journal.records(&entity, after).await?);
     }
 }
 
-/// The longest pause between reads for an ending heard but not yet read
-/// (1, 2, 4 … ms: about a quarter of a second in all).
-const MAX_ENDING_PAUSE: Duration = Duration::from_millis(128);
+/// Appends what the follower brought after the records already held: it
+/// may hear again what a read returned, since it can lag behind the read,
+/// and replays the stream from the start when it is rebuilt.
+fn extend_heard(records: &mut Vec<Record>, heard: Vec<Record>) {
+    let mut last = records.last().map_or(0, |r| r.seq);
+    for record in heard {
+        if record.seq > last {
+            last = record.seq;
+            records.push(record);
+        }
+    }
+}

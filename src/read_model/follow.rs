@@ -1,11 +1,13 @@
 //! The projection consumer every node runs for itself: an ordered consumer
 //! over ORDERS from the first message, folding each event into the node's
-//! [`OrderIndex`]. It lags the journal a little; the lag is shown, not hidden.
+//! [`OrderIndex`] and handing each record of an order somebody waits on to
+//! its [`Waiters`]. It lags the journal a little; the lag is shown, not hidden.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::message::StreamMessage;
 use futures::StreamExt;
 use metrics::{describe_gauge, gauge};
 use schemas::order::OrderEvent;
@@ -14,7 +16,9 @@ use schemas::OrderId;
 use tokio::sync::watch;
 
 use super::orders::OrderIndex;
+use super::waiters::{Waiter, Waiters};
 use crate::bus::envelope;
+use crate::bus::journal::Record;
 
 /// How long to wait before re-creating a consumer that could not be created.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -23,6 +27,7 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 #[derive(Clone, Default)]
 pub struct OrderReadModel {
     index: Arc<RwLock<OrderIndex>>,
+    waiters: Arc<Waiters>,
 }
 
 impl OrderReadModel {
@@ -82,25 +87,43 @@ impl OrderReadModel {
         }
     }
 
+    /// Starts hearing `order_id`'s records as they are followed (see
+    /// [`Waiters::watch`]).
+    pub fn watch(&self, order_id: OrderId) -> Waiter {
+        self.waiters.watch(order_id)
+    }
+
     fn fold(&self, message: &async_nats::jetstream::Message) {
         let Ok(info) = message.info() else { return };
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        let time_ms = SystemTime::from(info.published)
+        let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
+        let time_ms = SystemTime::from(published)
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let order = EntityRef::parse_subject(&message.subject).and_then(|(entity, _)| OrderId::parse(&entity.id).ok());
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        match (
-            order,
-            envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload),
-        ) {
-            (Some(order), Ok(event)) => index.apply(seq, time_ms, order, &event),
-            // The order consumer dead-letters such messages; here it is only skipped.
-            (_, Err(e)) => {
-                tracing::debug!(subject = %message.subject, error = %e, "order index: unreadable event skipped");
-                index.skip(seq);
+        let event = envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload);
+        {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            match (order, &event) {
+                (Some(order), Ok(event)) => index.apply(seq, time_ms, order, event),
+                // The order consumer dead-letters such messages; here it is only skipped.
+                (_, Err(e)) => {
+                    tracing::debug!(subject = %message.subject, error = %e, "order index: unreadable event skipped");
+                    index.skip(seq);
+                }
+                (None, Ok(_)) => index.skip(seq),
             }
-            (None, Ok(_)) => index.skip(seq),
+        }
+        if let (Some(order), Ok(event)) = (order, &event) {
+            if self.waiters.watched(&order) {
+                let record = Record::of(StreamMessage {
+                    subject: message.subject.clone(),
+                    sequence: seq,
+                    headers: message.headers.clone().unwrap_or_default(),
+                    payload: message.payload.clone(),
+                    time: published,
+                });
+                self.waiters.heard(&order, &record, event.outcome().is_some());
+            }
         }
         gauge!("orderflow_read_model_applied_seq").set(seq as f64);
         gauge!("orderflow_read_model_pending").set(pending as f64);

@@ -4,5 +4,6 @@
 pub mod follow;
 pub mod interned;
 pub mod orders;
+pub mod waiters;
 
 pub use orders::{OrderEntry, OrderFilter, OrderIndex, Page, PageKey};

@@ -450,3 +450,29 @@ async fn a_running_order_reads_only_the_journals_it_must_consult() {
     assert!(read <= 2.0, "the second order's saga read {read} times");
     assert_eq!(app.order(&id).await["status"], "COMPLETED");
 }
+
+/// `?wait=` is answered from what the node's follower of ORDERS heard: the
+/// order it returns is the one the journal holds, history, sequences and
+/// times included, and neither the wait nor the saga read a journal (the
+/// saga's entities are seeded by the drive that made them).
+#[tokio::test]
+async fn a_wait_is_answered_from_what_the_follower_heard_without_a_read() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 10).await;
+    let reads = r#"orderflow_jetstream_operations_total{op="read"}"#;
+    // The SKU's actor live and the customer's preferences cached first.
+    let warm = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
+    app.ended(&warm).await;
+    let before = app.metric(reads).await.expect("reads are counted");
+    let request = app
+        .http
+        .post(app.url("/orders?wait=10s"))
+        .json(&order_body("alice", &[("SKU-1", 1)], "tok_visa"));
+    let (status, waited) = send(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{waited}");
+    assert_eq!(waited["status"], "COMPLETED", "{waited}");
+    let read = app.metric(reads).await.expect("reads are counted") - before;
+    assert_eq!(read, 0.0, "the wait and its saga read {read} times");
+    let id = waited["order_id"].as_str().expect("an order id");
+    assert_eq!(app.order(id).await, waited, "the journal holds what the wait answered");
+}
