@@ -343,12 +343,12 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
     Ok(events)
 }
 
-/// How often a wait re-reads the journal though nothing woke it. In a
-/// cluster a new subscription (an SSE stream's) reaches the other servers a
+/// How often an order's event stream re-reads the journal though nothing
+/// woke it. In a cluster a new subscription reaches the other servers a
 /// moment after it is made, and an event published there in between is
 /// never delivered here (seen as 30 s `?wait=` stragglers in the 3-node
-/// bench before `?wait=` listened to the node's follower of ORDERS); the
-/// re-read bounds such a miss to this, and a `?wait=` whose follower lags.
+/// bench when `?wait=` subscribed per request); the re-read bounds such a
+/// miss to this.
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// What ended a [`wake`].
@@ -385,9 +385,14 @@ async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Resu
 /// An order once it has ended, or as it stands at `deadline`, whichever is
 /// first, folded from the records `waiter` hears (it was registered before
 /// the order could end, so nothing stored since is missed); `read_now`
-/// reads the journal first, for what was stored before. The journal is
-/// read again only when the follower brought no ending for [`RECHECK`] (it
-/// may lag, or be rebuilding), for what it has not brought yet.
+/// reads the journal first, for what was stored before.
+///
+/// Nothing is re-read while waiting: the follower misses no record, and a
+/// wait that re-read its journal every second made a saga that had fallen
+/// behind fall further (thousands of waiters reading, each read scanning
+/// the stream between the order's far-apart events, ahead of the saga's
+/// own publishes). Only at the deadline is the journal read, in case the
+/// follower lags.
 async fn wait_for_ending(
     app: &AppState,
     order_id: OrderId,
@@ -402,23 +407,18 @@ async fn wait_for_ending(
     }
     loop {
         extend_heard(&mut records, waiter.take());
-        let view = views::order_of(&records)?;
-        let now = Instant::now();
-        match view {
-            Some(v) if v.is_terminal() || now >= deadline => return Ok(v),
-            None if now >= deadline => return Err(Problem::not_found(format!("no order {order_id}"))),
-            _ => {}
+        if let Some(view) = views::order_of(&records)?.filter(OrderView::is_terminal) {
+            return Ok(view);
         }
-        let by = deadline.min(now + RECHECK);
-        if tokio::time::timeout_at(by, waiter.ended()).await.is_ok() {
-            extend_heard(&mut records, waiter.take());
-            if let Some(view) = views::order_of(&records)?.filter(OrderView::is_terminal) {
-                return Ok(view);
-            }
+        if Instant::now() >= deadline {
+            break;
         }
-        let after = records.last().map_or(0, |r: &Record| r.seq);
-        records.extend(app.journal.records(&entity, after).await?);
+        // Timing out is the deadline; waking, an ending heard.
+        let _ = tokio::time::timeout_at(deadline, waiter.ended()).await;
     }
+    let after = records.last().map_or(0, |r: &Record| r.seq);
+    records.extend(app.journal.records(&entity, after).await?);
+    views::order_of(&records)?.ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
 }
 
 /// Appends what the follower brought after the records already held: it

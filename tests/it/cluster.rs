@@ -22,7 +22,7 @@ use schemas::subjects::EntityRef;
 use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 use serde_json::Value;
 
-use crate::support::{audit_passes, eventually, metric_value, orderflow_cli, SAGA_DEADLINE};
+use crate::support::{audit_passes, audit_settles, eventually, metric_value, orderflow_cli, SAGA_DEADLINE};
 
 /// The partitions a node's default configuration hashes work into.
 const PARTITIONS: u16 = 32;
@@ -168,7 +168,7 @@ impl Rig {
     async fn settles(&self, ids: &[String], via: usize) {
         let orders = all_ended(&self.http, &self.nodes[via].base(), ids, SETTLE).await;
         assert_eq!(orders.len(), ids.len());
-        audit_passes(&self.js).await;
+        audit_settles(&self.js, SETTLE).await;
     }
 }
 

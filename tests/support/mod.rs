@@ -266,6 +266,27 @@ pub async fn audit_passes(js: &async_nats::jetstream::Context) -> orderflow::aud
     report
 }
 
+/// [`audit_passes`] once the audit stops finding violations, polling for up
+/// to `deadline`: what follows an ending (its notification) may still be
+/// on its way through a retry when every order is seen ended, as after a
+/// broker node was killed under load.
+pub async fn audit_settles(js: &async_nats::jetstream::Context, deadline: Duration) -> orderflow::audit::AuditReport {
+    let options = orderflow::audit::AuditOptions {
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    let clean = || async {
+        let report = orderflow::audit::run(js, &options).await.ok()?;
+        report.violations().is_empty().then_some(())
+    };
+    let until = tokio::time::Instant::now() + deadline;
+    // Each audit reads every stream: poll gently.
+    while clean().await.is_none() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    audit_passes(js).await
+}
+
 /// Runs the `orderflow` binary against `nats_url` as the app's NATS user.
 /// Asynchronously: a blocking wait would stall the runtime an in-process
 /// node shares.
