@@ -348,7 +348,7 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
 /// moment after it is made, and an event published there in between is
 /// never delivered here (seen as 30 s `?wait=` stragglers in the 3-node
 /// bench when `?wait=` subscribed per request); the re-read bounds such a
-/// miss to this.
+/// miss to this. Also how long a `?wait=` trusts a silent follower.
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// What ended a [`wake`].
@@ -387,12 +387,13 @@ async fn read(app: &AppState, order_id: OrderId, wait: Option<Duration>) -> Resu
 /// the order could end, so nothing stored since is missed); `read_now`
 /// reads the journal first, for what was stored before.
 ///
-/// Nothing is re-read while waiting: the follower misses no record, and a
-/// wait that re-read its journal every second made a saga that had fallen
-/// behind fall further (thousands of waiters reading, each read scanning
-/// the stream between the order's far-apart events, ahead of the saga's
-/// own publishes). Only at the deadline is the journal read, in case the
-/// follower lags.
+/// The follower misses no record, so the journal is re-read while waiting
+/// only when the follower folded nothing for [`RECHECK`] (its consumer may
+/// be being re-created), and at the deadline, in case it lags. A wait that
+/// re-read its journal every second made a saga that had fallen behind
+/// fall further: thousands of waiters reading, each read scanning the
+/// stream between the order's far-apart events, ahead of the saga's own
+/// publishes.
 async fn wait_for_ending(
     app: &AppState,
     order_id: OrderId,
@@ -413,8 +414,12 @@ async fn wait_for_ending(
         if Instant::now() >= deadline {
             break;
         }
-        // Timing out is the deadline; waking, an ending heard.
-        let _ = tokio::time::timeout_at(deadline, waiter.ended()).await;
+        let by = deadline.min(Instant::now() + RECHECK);
+        let heard = tokio::time::timeout_at(by, waiter.ended()).await.is_ok();
+        if !heard && Instant::now() < deadline && app.orders.quiet_for(RECHECK) {
+            let after = records.last().map_or(0, |r: &Record| r.seq);
+            records.extend(app.journal.records(&entity, after).await?);
+        }
     }
     let after = records.last().map_or(0, |r: &Record| r.seq);
     records.extend(app.journal.records(&entity, after).await?);

@@ -3,6 +3,7 @@
 //! [`OrderIndex`] and handing each record of an order somebody waits on to
 //! its [`Waiters`]. It lags the journal a little; the lag is shown, not hidden.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,8 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 pub struct OrderReadModel {
     index: Arc<RwLock<OrderIndex>>,
     waiters: Arc<Waiters>,
+    /// When a message was last folded, in ms since the Unix epoch.
+    folded_at_ms: Arc<AtomicU64>,
 }
 
 impl OrderReadModel {
@@ -93,7 +96,15 @@ impl OrderReadModel {
         self.waiters.watch(order_id)
     }
 
+    /// Whether nothing was folded for `quiet`: the stream is idle, or the
+    /// consumer is being re-created and its waiters may hear nothing meanwhile.
+    pub fn quiet_for(&self, quiet: Duration) -> bool {
+        let folded_at = self.folded_at_ms.load(Ordering::Relaxed);
+        now_ms().saturating_sub(folded_at) >= u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn fold(&self, message: &async_nats::jetstream::Message) {
+        self.folded_at_ms.store(now_ms(), Ordering::Relaxed);
         let Ok(info) = message.info() else { return };
         let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
         let time_ms = SystemTime::from(published)
@@ -128,6 +139,12 @@ impl OrderReadModel {
         gauge!("orderflow_read_model_applied_seq").set(seq as f64);
         gauge!("orderflow_read_model_pending").set(pending as f64);
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The last sequence ORDERS holds, asked of the server.
