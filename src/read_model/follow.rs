@@ -107,9 +107,7 @@ impl OrderReadModel {
         self.folded_at_ms.store(now_ms(), Ordering::Relaxed);
         let Ok(info) = message.info() else { return };
         let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
-        let time_ms = SystemTime::from(published)
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let time_ms = ms_since_epoch(SystemTime::from(published));
         let order = EntityRef::parse_subject(&message.subject).and_then(|(entity, _)| OrderId::parse(&entity.id).ok());
         let event = envelope::decode::<OrderEvent>(message.headers.as_ref(), &message.payload);
         {
@@ -125,16 +123,15 @@ impl OrderReadModel {
             }
         }
         if let (Some(order), Ok(event)) = (order, &event) {
-            if self.waiters.watched(&order) {
-                let record = Record::of(StreamMessage {
+            self.waiters.heard(&order, event.outcome().is_some(), || {
+                Record::of(StreamMessage {
                     subject: message.subject.clone(),
                     sequence: seq,
                     headers: message.headers.clone().unwrap_or_default(),
                     payload: message.payload.clone(),
                     time: published,
-                });
-                self.waiters.heard(&order, &record, event.outcome().is_some());
-            }
+                })
+            });
         }
         gauge!("orderflow_read_model_applied_seq").set(seq as f64);
         gauge!("orderflow_read_model_pending").set(pending as f64);
@@ -142,8 +139,11 @@ impl OrderReadModel {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+    ms_since_epoch(SystemTime::now())
+}
+
+fn ms_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 

@@ -59,15 +59,13 @@ impl Waiters {
         }
     }
 
-    /// Whether anybody waits on `order_id` (asked before building a record).
-    pub fn watched(&self, order_id: &OrderId) -> bool {
-        self.waiting().contains_key(order_id)
-    }
-
-    /// Hands `record` of `order_id` to its waiters; `ending` wakes them.
-    pub fn heard(&self, order_id: &OrderId, record: &Record, ending: bool) {
+    /// Hands the record `make` builds to `order_id`'s waiters, if it has
+    /// any (the record is built only then); `ending` wakes them.
+    pub fn heard(&self, order_id: &OrderId, ending: bool, make: impl FnOnce() -> Record) {
         let waiting = self.waiting();
-        for heard in waiting.get(order_id).into_iter().flatten() {
+        let Some(heard) = waiting.get(order_id) else { return };
+        let record = make();
+        for heard in heard {
             heard.records().push(record.clone());
             if ending {
                 // `notify_one` keeps a permit for a waiter not yet waiting.
@@ -137,9 +135,11 @@ mod tests {
         let first = waiters.watch(order);
         let second = waiters.watch(order);
         let unrelated = waiters.watch(other);
-        assert!(waiters.watched(&order) && !waiters.watched(&OrderId::random()));
-        waiters.heard(&order, &record(1), false);
-        waiters.heard(&order, &record(2), true);
+        waiters.heard(&order, false, || record(1));
+        waiters.heard(&order, true, || record(2));
+        waiters.heard(&OrderId::random(), true, || {
+            unreachable!("nobody waits: no record built")
+        });
         let heard = tokio::time::timeout(Duration::from_secs(5), async {
             first.ended().await;
             second.ended().await;

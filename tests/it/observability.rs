@@ -464,11 +464,9 @@ async fn a_wait_is_answered_from_what_the_follower_heard_without_a_read() {
     let warm = app.place_ok(&order_body("alice", &[("SKU-1", 1)], "tok_visa")).await;
     app.ended(&warm).await;
     let before = app.metric(reads).await.expect("reads are counted");
-    let request = app
-        .http
-        .post(app.url("/orders?wait=10s"))
-        .json(&order_body("alice", &[("SKU-1", 1)], "tok_visa"));
-    let (status, waited) = send(request).await;
+    let (status, waited) = app
+        .place_waiting(&order_body("alice", &[("SKU-1", 1)], "tok_visa"), "10s")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{waited}");
     assert_eq!(waited["status"], "COMPLETED", "{waited}");
     let read = app.metric(reads).await.expect("reads are counted") - before;

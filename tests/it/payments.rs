@@ -53,6 +53,25 @@ async fn waiting_reason(app: &TestApp, id: &str) -> Option<String> {
         .flatten()
 }
 
+/// A wait whose order does not end in time answers the order as it stands
+/// at the deadline: nothing ended, so nothing woke it, and its answer is
+/// what the journal holds then.
+#[tokio::test]
+async fn a_wait_that_outlasts_its_deadline_answers_the_order_as_it_stands() {
+    let (app, _service) = provider_gone(1, Duration::from_secs(30), |_| {}).await;
+    let (status, order) = app
+        .place_waiting(&order_body("ann", &[("P1", 1)], "tok_visa"), "1500ms")
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "PENDING", "the charge waits: {order}");
+    let id = order["order_id"].as_str().expect("an order id");
+    let history = history(&order);
+    assert_eq!(history.first().map(String::as_str), Some("placed"), "{order}");
+    assert!(history.contains(&"payment_requested".to_owned()), "{order}");
+    let now = app.order(id).await;
+    assert_eq!(now["status"], "PENDING", "{now}");
+}
+
 #[tokio::test]
 async fn retried_charges_are_one_charge_and_declines_fail_the_order() {
     let service = PaymentService::start().await;

@@ -186,11 +186,9 @@ async fn cancelling_before_completion_refunds_and_releases_stock() {
 async fn waiting_returns_the_ending() {
     let app = TestApp::spawn().await;
     app.restock("SKU-1", 3).await;
-    let r = app
-        .http
-        .post(app.url("/orders?wait=10s"))
-        .json(&order_body("bob", &[("SKU-1", 1)], "tok_visa"));
-    let (status, order) = send(r).await;
+    let (status, order) = app
+        .place_waiting(&order_body("bob", &[("SKU-1", 1)], "tok_visa"), "10s")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["status"], "COMPLETED", "{order}");
     let id = order["order_id"].as_str().expect("id");

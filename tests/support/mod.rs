@@ -164,6 +164,11 @@ impl TestApp {
         send(r).await
     }
 
+    /// Places an order with `?wait=`: the answer holds until it ends, or `wait`.
+    pub async fn place_waiting(&self, body: &Value, wait: &str) -> (StatusCode, Value) {
+        send(self.http.post(self.url(&format!("/orders?wait={wait}"))).json(body)).await
+    }
+
     /// Places an order and returns its id.
     pub async fn place_ok(&self, body: &Value) -> String {
         let (status, body) = self.place(body, None).await;
