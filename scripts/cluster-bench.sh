@@ -7,6 +7,7 @@
 #   scripts/cluster-bench.sh NODES [ORDERS] [CONCURRENCY]
 #   for n in 1 2 3; do scripts/cluster-bench.sh $n 2000 64; done
 #
+# ORDERFLOW_BIN=<path> benches that binary instead of building one (A/B runs).
 # The JSON report is kept in var/cluster-bench-<NODES>.json. Run by hand,
 # never by CI; quote medians of repeated runs, since machines are noisy.
 set -euo pipefail
@@ -42,7 +43,7 @@ set +a
 URLS=$(for i in $(seq 0 $((NODES - 1))); do printf 'http://127.0.0.1:%d,' $((8080 + SHIFT + i)); done)
 NATS="nats://127.0.0.1:$((4222 + SHIFT)),nats://127.0.0.1:$((4223 + SHIFT)),nats://127.0.0.1:$((4224 + SHIFT))"
 ORDERFLOW_NATS__URL="$NATS" ORDERFLOW_NATS__USER=orderflow ORDERFLOW_NATS__PASSWORD="$NATS_ORDERFLOW_PASSWORD" \
-    "$ROOT/target/release/orderflow" bench --url "${URLS%,}" --orders "$ORDERS" --concurrency "$CONCURRENCY" --json \
+    "${ORDERFLOW_BIN:-$ROOT/target/release/orderflow}" bench --url "${URLS%,}" --orders "$ORDERS" --concurrency "$CONCURRENCY" --json \
     >"$REPORT"
 python3 - "$REPORT" "$NODES" <<'PY'
 import json, sys

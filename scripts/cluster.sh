@@ -59,9 +59,14 @@ trap 'exit 143' TERM
 # shellcheck source=scripts/nats-passwords.sh
 source "$ROOT/scripts/nats-passwords.sh"
 NATS_SERVER="$ROOT/.tools/bin/nats-server"
-log "building orderflow (release)"
-cargo build --release --bin orderflow
-APP_BIN="$ROOT/target/release/orderflow"
+# ORDERFLOW_BIN=<path> runs that binary instead (e.g. to compare two builds).
+if [[ -n "${ORDERFLOW_BIN:-}" ]]; then
+    APP_BIN="$ORDERFLOW_BIN"
+else
+    log "building orderflow (release)"
+    cargo build --release --bin orderflow
+    APP_BIN="$ROOT/target/release/orderflow"
+fi
 mkdir -p "$VAR"
 
 client_port() { echo $((4222 + SHIFT + $1)); }

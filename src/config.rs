@@ -55,6 +55,11 @@ pub struct ClusterConfig {
     /// and how soon a request lost with the owner's connection is retried.
     #[serde(with = "humantime_serde")]
     pub forward_timeout: Duration,
+    /// A forwarded input not answered this soon is sent again, then after
+    /// twice as long, and so on within `forward_timeout`: a request sent
+    /// while its partition changes hands can be lost in transit.
+    #[serde(with = "humantime_serde")]
+    pub forward_reask: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -63,6 +68,7 @@ impl Default for ClusterConfig {
             partitions: 32,
             lease_ttl: Duration::from_secs(5),
             forward_timeout: Duration::from_secs(10),
+            forward_reask: Duration::from_secs(1),
         }
     }
 }

@@ -57,7 +57,12 @@ impl Node {
             .context("setting up notifications")?;
         let node_id = membership::node_id();
         let ownership = Arc::new(Ownership::new(node_id.clone(), config.cluster.partitions));
-        let router = Router::new(ownership.clone(), client.clone(), config.cluster.forward_timeout);
+        let router = Router::new(
+            ownership.clone(),
+            client.clone(),
+            config.cluster.forward_timeout,
+            config.cluster.forward_reask,
+        );
         let actors = Arc::new(
             Actors::start(journal.clone(), Arc::new(snapshots.clone()), &config, &notify, router)
                 .await

@@ -101,6 +101,32 @@ impl BatchGets {
         from: u64,
         batch: usize,
     ) -> Result<(Vec<StreamMessage>, bool), BatchGetError> {
+        let request = serde_json::json!({ "seq": from, "next_by_subj": filter, "batch": batch });
+        self.ask(stream, filter, request, batch).await
+    }
+
+    /// The last message of each subject of `stream` matching `filter` (up
+    /// to `batch` subjects), in one request and with no consumer: what a KV
+    /// bucket's `keys()` would list, with each key's latest entry.
+    pub async fn last_per_subject(
+        &self,
+        stream: &str,
+        filter: &str,
+        batch: usize,
+    ) -> Result<Vec<StreamMessage>, BatchGetError> {
+        let request = serde_json::json!({ "multi_last": [filter], "batch": batch });
+        Ok(self.ask(stream, filter, request, batch).await?.0)
+    }
+
+    /// Sends one batched direct get and gathers its answers up to the end
+    /// of the batch, or `batch` messages.
+    async fn ask(
+        &self,
+        stream: &str,
+        filter: &str,
+        request: serde_json::Value,
+        batch: usize,
+    ) -> Result<(Vec<StreamMessage>, bool), BatchGetError> {
         let unavailable = |e: &dyn std::fmt::Display| BatchGetError::Unavailable(e.to_string());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, mut answers) = mpsc::unbounded_channel();
@@ -109,7 +135,6 @@ impl BatchGets {
             waiting: &self.waiting,
             id,
         };
-        let request = serde_json::json!({ "seq": from, "next_by_subj": filter, "batch": batch });
         // The default JetStream API prefix: the node uses no JetStream domain.
         self.client
             .publish_with_reply(

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use super::membership;
 use super::partitions::{self, Partition};
+use crate::bus::batch_get::BatchGets;
 use crate::telemetry;
 
 /// The bucket of partition leases.
@@ -162,6 +163,13 @@ pub async fn hold<F, Fut>(
             return;
         }
     };
+    let reads = match BatchGets::start(js.client()).await {
+        Ok(reads) => reads,
+        Err(e) => {
+            tracing::error!(error = %e, "node membership unreadable; this node routes nothing and executes every input itself");
+            return;
+        }
+    };
     let mut held: BTreeMap<Partition, Held> = BTreeMap::new();
     let mut tick = tokio::time::interval(renew_every(ttl));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +181,7 @@ pub async fn hold<F, Fut>(
         if *stop.borrow() {
             break;
         }
-        let wanted = match membership::live_ids(&js).await {
+        let wanted = match membership::live_ids(&reads).await {
             Ok(live) => partitions::assigned_to(ownership.me(), &live, ownership.count()),
             Err(e) => {
                 tracing::warn!(error = %e, "membership unreadable; leases renewed as they are");

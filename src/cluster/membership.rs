@@ -12,6 +12,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::bus::batch_get::BatchGets;
+
 /// The bucket of live nodes.
 pub const BUCKET: &str = "ORDERFLOW_NODES";
 
@@ -130,14 +132,29 @@ pub async fn live_nodes(js: &Context) -> Result<Vec<LiveNode>, MembershipError> 
     Ok(nodes)
 }
 
-/// The ids of every node whose key is fresh.
-pub async fn live_ids(js: &Context) -> Result<std::collections::BTreeSet<String>, MembershipError> {
-    let fail = |e: &dyn std::fmt::Display| MembershipError(e.to_string());
-    let store = js.get_key_value(BUCKET).await.map_err(|e| fail(&e))?;
-    let mut keys = store.keys().await.map_err(|e| fail(&e))?;
-    let mut ids = std::collections::BTreeSet::new();
-    while let Some(key) = keys.next().await {
-        ids.insert(key.map_err(|e| fail(&e))?);
-    }
-    Ok(ids)
+/// The ids of every node whose key is fresh, read with one batched direct
+/// get: the lease loop asks every tick, and a `keys()` would create a
+/// consumer on the bucket each time (a score of them alive at once under
+/// load, each one meta-layer work in a cluster).
+pub async fn live_ids(reads: &BatchGets) -> Result<std::collections::BTreeSet<String>, MembershipError> {
+    let prefix = format!("$KV.{BUCKET}.");
+    let latest = reads
+        .last_per_subject(&format!("KV_{BUCKET}"), &format!("{prefix}>"), MAX_NODES)
+        .await
+        .map_err(|e| MembershipError(e.to_string()))?;
+    Ok(latest
+        .into_iter()
+        .filter(|entry| {
+            // A node that stopped cleanly left a delete marker as its key's last entry.
+            let operation = entry.headers.get(KV_OPERATION).map(|v| v.as_str());
+            !matches!(operation, Some("DEL" | "PURGE"))
+        })
+        .filter_map(|entry| entry.subject.strip_prefix(prefix.as_str()).map(str::to_owned))
+        .collect())
 }
+
+/// The most nodes one read lists (the server's cap on one batched get's subjects).
+const MAX_NODES: usize = 1024;
+
+/// The header in which a KV entry says it is a deletion.
+const KV_OPERATION: &str = "KV-Operation";

@@ -20,6 +20,7 @@ use actors::shell::{Behavior, Directory, Executed, Seed, StepError};
 use actors::Aggregate;
 use async_nats::client::RequestErrorKind;
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use schemas::subjects::{EntityKind, EntityRef};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -81,15 +82,56 @@ pub struct Router {
     client: async_nats::Client,
     /// How long to wait for the owner's answer.
     timeout: Duration,
+    /// How long an unanswered input waits before it is sent again (doubled each time).
+    reask: Duration,
 }
 
 impl Router {
-    /// Routes over `client`, waiting `timeout` for an owner's answer.
-    pub fn new(ownership: Arc<Ownership>, client: async_nats::Client, timeout: Duration) -> Self {
+    /// Routes over `client`, waiting `timeout` for an owner's answer and
+    /// sending an unanswered input again after `reask`, then twice as long.
+    pub fn new(ownership: Arc<Ownership>, client: async_nats::Client, timeout: Duration, reask: Duration) -> Self {
         Self {
             ownership,
             client,
             timeout,
+            reask,
+        }
+    }
+
+    /// Asks `subject`'s listener (a partition's owner), asking again while
+    /// no answer comes, and takes the first answer to any of the asks.
+    ///
+    /// Core NATS delivers at most once, and an owner that hands its
+    /// partition over unsubscribes a moment before the other servers of a
+    /// cluster learn of it: a request routed in that moment is dropped
+    /// without a "no responders". Asking again is harmless, since the owner
+    /// stores nothing twice (message IDs and optimistic concurrency).
+    pub async fn ask(&self, subject: String, payload: Bytes) -> Result<async_nats::Message, RequestErrorKind> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let send = |payload: Bytes| {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let request = async_nats::Request::new().payload(payload).timeout(Some(left));
+            self.client.send_request(subject.clone(), request)
+        };
+        let mut asks = FuturesUnordered::new();
+        asks.push(send(payload.clone()));
+        let mut wait = self.reask.max(Duration::from_millis(10));
+        let mut next_ask = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                Some(answer) = asks.next() => match answer {
+                    Ok(reply) => return Ok(reply),
+                    Err(e) if e.kind() == RequestErrorKind::TimedOut && !asks.is_empty() => {}
+                    Err(e) => return Err(e.kind()),
+                },
+                () = tokio::time::sleep_until(next_ask), if next_ask < deadline => {
+                    telemetry::partitions::reasked();
+                    asks.push(send(payload.clone()));
+                    wait *= 2;
+                    next_ask += wait;
+                }
+                () = tokio::time::sleep_until(deadline) => return Err(RequestErrorKind::TimedOut),
+            }
         }
     }
 }
@@ -144,28 +186,24 @@ where
         };
         let payload = rmp_serde::to_vec_named(&request)
             .map_err(|e| StepError::Permanent(format!("{entity}: input not encodable: {e}")))?;
-        let asked = self
-            .router
-            .client
-            .request(subject(partition, self.kind), payload.into());
-        let reply = match tokio::time::timeout(self.router.timeout, asked).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
+        let reply = match self.router.ask(subject(partition, self.kind), payload.into()).await {
+            Ok(reply) => reply,
+            Err(RequestErrorKind::NoResponders) => {
                 telemetry::partitions::routed("unowned");
                 let Forward {
                     intent, cause, seed, ..
                 } = request;
                 return self.execute_here(entity, intent, cause, seed).await;
             }
-            Ok(Err(e)) => {
-                return Err(StepError::Transient(format!(
-                    "{entity}: owner of partition {partition} unreachable: {e}"
-                )))
-            }
-            Err(_) => {
+            Err(RequestErrorKind::TimedOut) => {
                 return Err(StepError::Transient(format!(
                     "{entity}: owner of partition {partition} did not answer in {:?}",
                     self.router.timeout
+                )))
+            }
+            Err(kind) => {
+                return Err(StepError::Transient(format!(
+                    "{entity}: owner of partition {partition} unreachable: {kind:?}"
                 )))
             }
         };

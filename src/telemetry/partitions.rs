@@ -13,6 +13,10 @@ pub(super) fn describe() {
         "orderflow_inputs_routed_total",
         "Inputs by where they were executed: local (owned here), forwarded (to the owner), unowned (nobody held the lease; executed here)"
     );
+    describe_counter!(
+        "orderflow_inputs_reasked_total",
+        "Forwarded inputs sent to their partition's owner again, unanswered (a request lost while the partition changed hands, or a slow owner)"
+    );
 }
 
 /// This node now holds `count` leases.
@@ -28,4 +32,9 @@ pub fn moved(how: &'static str) {
 /// An input was executed `local`ly, `forwarded` or `unowned`.
 pub fn routed(route: &'static str) {
     counter!("orderflow_inputs_routed_total", "route" => route).increment(1);
+}
+
+/// A forwarded input went unanswered and was sent again.
+pub fn reasked() {
+    counter!("orderflow_inputs_reasked_total").increment(1);
 }

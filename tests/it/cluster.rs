@@ -15,7 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use actors::journal::{Cause, Journal, JournalError};
 use futures::StreamExt;
+use orderflow::bus::batch_get::BatchGets;
 use orderflow::bus::journal::{NatsJournal, Reads};
+use orderflow::cluster::leases::Ownership;
+use orderflow::cluster::membership;
+use orderflow::saga::sharded::{self, Router};
 use schemas::inventory::InventoryEvent;
 use schemas::order::{Line, OrderEvent};
 use schemas::subjects::EntityRef;
@@ -436,6 +440,78 @@ async fn restock(rig: &Rig, skus: &[&str], units: u64) {
 /// execute it: orders placed while the only node is stopped show as lag of
 /// the order saga's consumer on exactly their orders' partitions, with no
 /// owner; once the node is back every partition is owned and drained.
+/// A forwarded input whose request is lost in transit, as one routed by a
+/// server that has not yet learnt that the partition's old owner
+/// unsubscribed, is asked again, and the answer to the repeat is taken
+/// long before the forward's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_lost_in_transit_is_asked_again_and_answered() {
+    let nats = NatsServer::start().await;
+    let client = nats.client().await;
+    let subject = sharded::subject(7, schemas::subjects::EntityKind::Order);
+    let mut owner = client.subscribe(subject.clone()).await.expect("a subscription");
+    client.flush().await.expect("the subscription is registered");
+    let answering = client.clone();
+    let heard = tokio::spawn(async move {
+        // The first ask reaches nobody who answers: it is dropped.
+        let lost = owner.next().await.expect("the first ask");
+        let again = owner.next().await.expect("a second ask");
+        let reply = again.reply.clone().expect("a reply subject");
+        answering.publish(reply, "stored".into()).await.expect("the answer");
+        answering.flush().await.expect("the answer is sent");
+        (lost.payload, again.payload)
+    });
+    let ownership = Arc::new(Ownership::new("asker".to_owned(), PARTITIONS));
+    // Without a repeat this ask would wait out the whole minute.
+    let router = Router::new(ownership, client, Duration::from_secs(60), Duration::from_millis(100));
+    let asked = Instant::now();
+    let answer = router
+        .ask(subject, "input".into())
+        .await
+        .expect("the repeat is answered");
+    assert_eq!(&answer.payload[..], b"stored");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "answered only after {:?}",
+        asked.elapsed()
+    );
+    let (lost, again) = heard.await.expect("the owner's task");
+    assert_eq!(
+        (&lost[..], &again[..]),
+        (&b"input"[..], &b"input"[..]),
+        "the same input, twice"
+    );
+}
+
+/// The lease loop's view of which nodes are up: fresh keys count, a key
+/// deleted by a node that stopped cleanly does not, and reading it leaves no
+/// consumer behind on the bucket (it is read every tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_nodes_are_read_without_a_consumer_and_a_clean_leave_is_gone_at_once() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let config = crate::support::test_config(&nats.url());
+    orderflow::bus::topology::ensure(&js, &config)
+        .await
+        .expect("the topology");
+    let bucket = js.get_key_value(membership::BUCKET).await.expect("the bucket");
+    for id in ["node-a", "node-b", "node-c"] {
+        bucket.put(id, "{}".into()).await.expect("a heartbeat");
+    }
+    bucket.delete("node-b").await.expect("a clean leave");
+    let reads = BatchGets::start(nats.client().await).await.expect("a reader");
+    for _ in 0..3 {
+        let live = membership::live_ids(&reads).await.expect("membership");
+        assert_eq!(live, BTreeSet::from(["node-a".to_owned(), "node-c".to_owned()]));
+    }
+    let mut stream = js
+        .get_stream(format!("KV_{}", membership::BUCKET))
+        .await
+        .expect("the bucket's stream");
+    let info = stream.info().await.expect("its info");
+    assert_eq!(info.state.consumer_count, 0, "no consumer was created to read it");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_status_shows_consumer_lag_per_partition_until_it_drains() {
     let nats = NatsServer::start().await;
