@@ -309,6 +309,12 @@ impl Journal for NatsJournal {
                 telemetry::occ_conflict(entity.kind);
                 Err(JournalError::Conflict)
             }
+            // Settled in a moment, stored or refused: a race like a
+            // conflict, won by reading the journal again after a pause.
+            Err(e) if crate::bus::is_duplicate_in_process(&e) => {
+                telemetry::occ_conflict(entity.kind);
+                Err(JournalError::Conflict)
+            }
             Err(e) => Err(unavailable(e)),
         }
     }

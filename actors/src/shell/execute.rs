@@ -1,6 +1,9 @@
 //! The decide → append → (conflict? reload, re-decide) loop, shared by the
 //! entity actors and by HTTP handlers that write directly.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 use schemas::subjects::EntityRef;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,23 @@ use crate::Aggregate;
 /// How often one input re-decides after losing a race before giving up
 /// (and letting the input be redelivered later).
 pub const MAX_ATTEMPTS: usize = 8;
+
+/// The pauses between lost races: 1 ms, doubling, jittered, at most
+/// [`MAX_PAUSE`]. Racing straight back loses again and again to a writer
+/// in the middle of a burst (the saga storing an order's steps while an
+/// HTTP cancel of it tries to land), above all on replicated streams where
+/// a read and an append take milliseconds; a few ms apart, the race is won.
+fn race_pauses() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(MAX_PAUSE)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The longest pause between two attempts.
+const MAX_PAUSE: Duration = Duration::from_millis(64);
 
 /// What a step can fail with, and so what becomes of the input that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,6 +185,7 @@ where
     // a twin node), so "nothing to do" and "refused" are only believed once
     // the cache is known to be current; appends need no such check, OCC does it.
     let mut fresh = false;
+    let mut pauses = race_pauses();
     for _ in 0..MAX_ATTEMPTS {
         let decision = match behavior.command(entity, &cache.state, intent).await? {
             Some(command) => B::Aggregate::decide(&cache.state, &command),
@@ -216,6 +237,9 @@ where
         if !stale {
             cache.loaded = true;
             return Ok(Executed::Appended(appended));
+        }
+        if let Some(pause) = pauses.next() {
+            tokio::time::sleep(pause).await;
         }
         let before = cache.last_seq;
         cache.catch_up(journal, entity).await?;
