@@ -85,6 +85,9 @@ pub struct BenchArgs {
 /// How long one order may take to reach a terminal status.
 const ORDER_DEADLINE: &str = "30s";
 
+/// How much of a failing answer's body the report keeps.
+const PROBLEM_SAMPLE: usize = 300;
+
 /// Runs `orderflow bench …`.
 pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let mix = Mix::new(args.decline_pct, args.stock_out_pct, args.cancel_pct)
@@ -138,6 +141,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         mix,
         skus: args.skus,
+        first_problems: std::sync::Mutex::default(),
     });
     bench.restock(args.orders).await?;
     let js = match crate::bus::connect(&config.nats).await {
@@ -221,6 +225,16 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         }),
         _ => None,
     };
+    // A 409 to a cancel of an ended order is an outcome, not an error.
+    let error_samples = bench
+        .first_problems
+        .lock()
+        .map(|first| {
+            let mut samples = first.clone();
+            samples.retain(|kind, _| errors.contains_key(kind));
+            samples
+        })
+        .unwrap_or_default();
     let report = Report {
         mode: if args.rate.is_some() { "open" } else { "closed" }.to_owned(),
         load: args.rate.unwrap_or(args.concurrency as f64),
@@ -231,6 +245,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         latency: Latency::of(&latency),
         outcomes,
         errors,
+        error_samples,
         stored_messages_per_order,
         jetstream_operations_per_order,
         nats_messages_per_order,
@@ -349,6 +364,8 @@ struct Bench {
     run: String,
     mix: Mix,
     skus: usize,
+    /// The first body answered with each failing HTTP status (its problem detail).
+    first_problems: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Bench {
@@ -433,7 +450,14 @@ impl Bench {
         let response = request.send().await.map_err(|_| "transport".to_owned())?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("http_{}", status.as_u16()));
+            let kind = format!("http_{}", status.as_u16());
+            let body = response.text().await.unwrap_or_default();
+            if let Ok(mut first) = self.first_problems.lock() {
+                first
+                    .entry(kind.clone())
+                    .or_insert_with(|| body.chars().take(PROBLEM_SAMPLE).collect());
+            }
+            return Err(kind);
         }
         response.json().await.map_err(|_| "bad_body".to_owned())
     }

@@ -103,6 +103,8 @@ pub struct Report {
     pub outcomes: BTreeMap<String, u64>,
     /// Errors by kind (HTTP status, transport, not ended in time).
     pub errors: BTreeMap<String, u64>,
+    /// The first answer to each failing HTTP status, cut short: what the node said.
+    pub error_samples: BTreeMap<String, String>,
     /// Messages stored in the four entity streams during the run, per order.
     pub stored_messages_per_order: Option<f64>,
     /// JetStream requests the nodes made during the run, per order, by
@@ -141,6 +143,9 @@ impl Report {
         );
         out += &format!("  outcomes     {:?}\n", self.outcomes);
         out += &format!("  errors       {:?}\n", self.errors);
+        for (kind, body) in &self.error_samples {
+            out += &format!("    first {kind}: {body}\n");
+        }
         if let Some(m) = self.stored_messages_per_order {
             out += &format!("  JetStream    {m:.1} stored messages per order\n");
         }
