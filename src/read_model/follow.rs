@@ -3,7 +3,7 @@
 //! [`OrderIndex`] and handing each record of an order somebody waits on to
 //! its [`Waiters`]. It lags the journal a little; the lag is shown, not hidden.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +31,9 @@ pub struct OrderReadModel {
     waiters: Arc<Waiters>,
     /// When a message was last folded, in ms since the Unix epoch.
     folded_at_ms: Arc<AtomicU64>,
+    /// Whether the consumer has folded what the stream held when it was
+    /// created (see [`Self::caught_up`]).
+    caught_up: Arc<AtomicBool>,
 }
 
 impl OrderReadModel {
@@ -52,7 +55,10 @@ impl OrderReadModel {
         let kind = EntityKind::Order;
         while !*stop.borrow() {
             let consumer = async {
-                let stream = js.get_stream_no_info(kind.stream()).await?;
+                let stream = js.get_stream(kind.stream()).await?;
+                // Nothing to replay: caught up before the first message.
+                let empty = stream.cached_info().state.messages == 0;
+                self.caught_up.store(empty, Ordering::Relaxed);
                 let config = pull::OrderedConfig {
                     deliver_policy: DeliverPolicy::All,
                     ..Default::default()
@@ -96,6 +102,14 @@ impl OrderReadModel {
         self.waiters.watch(order_id)
     }
 
+    /// Whether the consumer has folded everything the stream held when it was
+    /// last (re)created. Until then it is replaying history, after a
+    /// restart for seconds on a long journal, and a record stored now is
+    /// heard only once the replay reaches it.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
     /// Whether nothing was folded for `quiet`: the stream is idle, or the
     /// consumer is being re-created and its waiters may hear nothing meanwhile.
     pub fn quiet_for(&self, quiet: Duration) -> bool {
@@ -135,6 +149,10 @@ impl OrderReadModel {
         }
         gauge!("orderflow_read_model_applied_seq").set(seq as f64);
         gauge!("orderflow_read_model_pending").set(pending as f64);
+        // After the fold: whoever sees the flag sees the index it stands for.
+        if pending == 0 {
+            self.caught_up.store(true, Ordering::Release);
+        }
     }
 }
 

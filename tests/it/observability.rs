@@ -11,6 +11,8 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use orderflow::read_model::follow::{stream_last_seq, OrderReadModel};
+
 use crate::support::load::{all_ended, place_mixed, Mix};
 use crate::support::process::ProcessRig;
 use crate::support::{
@@ -473,4 +475,33 @@ async fn a_wait_is_answered_from_what_the_follower_heard_without_a_read() {
     assert_eq!(read, 0.0, "the wait and its saga read {read} times");
     let id = waited["order_id"].as_str().expect("an order id");
     assert_eq!(app.order(id).await, waited, "the journal holds what the wait answered");
+}
+
+/// A node's follower says it is caught up only once it has folded what
+/// ORDERS held when it started: until then a wait cannot count on hearing
+/// a new order's events from it, and re-reads the journal instead.
+#[tokio::test]
+async fn the_follower_is_caught_up_only_once_it_folded_the_stream_it_found() {
+    let app = TestApp::spawn().await;
+    app.restock("SKU-1", 100).await;
+    let ids = place_mixed(&app.http, || app.base.clone(), &Mix::new(40, &["SKU-1"])).await;
+    all_ended(&app.http, &app.base, &ids, SAGA_DEADLINE).await;
+    let found = stream_last_seq(&app.js).await.expect("ORDERS answers");
+    let model = OrderReadModel::default();
+    assert!(!model.caught_up(), "a follower that has not started is not caught up");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(model.clone().follow(app.js.clone(), stopped));
+    // Polled as fast as it goes, so a flag raised early would be seen early.
+    let deadline = tokio::time::Instant::now() + SAGA_DEADLINE;
+    while !model.caught_up() {
+        assert!(tokio::time::Instant::now() < deadline, "the follower never caught up");
+        tokio::task::yield_now().await;
+    }
+    let applied = model.read().applied_seq();
+    assert!(
+        applied >= found,
+        "caught up at sequence {applied}, but ORDERS held {found} when it started"
+    );
+    let _ = stop.send(true);
+    follower.await.expect("the follower stops");
 }
