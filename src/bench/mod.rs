@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use report::{BrokerShare, Latency, NatsTraffic, Report, Usage};
+use report::{BrokerShare, Latency, NatsTraffic, Report, Second, Usage};
 use scenario::{Kind, Mix};
 
 /// `orderflow bench …`
@@ -181,7 +181,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?;
     let mut outcomes = BTreeMap::new();
     let mut errors = BTreeMap::new();
-    for (took, result) in &results {
+    for (_, took, result) in &results {
         match result {
             Ok(status) => {
                 latency.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
@@ -243,6 +243,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         seconds,
         orders_per_second,
         latency: Latency::of(&latency),
+        timeline: timeline(&results)?,
         outcomes,
         errors,
         error_samples,
@@ -261,10 +262,13 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Outcome = (Duration, Result<String, String>);
+/// One order of a run: when it started (from the run's start), how long
+/// it took to its terminal status, and that status or the error's kind.
+type Outcome = (Duration, Duration, Result<String, String>);
 
 async fn closed_loop(bench: &Arc<Bench>, args: &BenchArgs, done: &Arc<AtomicU64>) -> Vec<Outcome> {
-    let until = Instant::now() + args.duration;
+    let run_start = Instant::now();
+    let until = run_start + args.duration;
     stream::iter(0..args.orders)
         .take_while(|_| std::future::ready(Instant::now() < until))
         .map(|i| {
@@ -273,7 +277,7 @@ async fn closed_loop(bench: &Arc<Bench>, args: &BenchArgs, done: &Arc<AtomicU64>
                 let start = Instant::now();
                 let result = bench.order(i).await;
                 done.fetch_add(1, Ordering::Relaxed);
-                (start.elapsed(), result)
+                (start - run_start, start.elapsed(), result)
             }
         })
         .buffer_unordered(args.concurrency)
@@ -296,10 +300,37 @@ async fn open_loop(bench: &Arc<Bench>, args: &BenchArgs, rate: f64, done: &Arc<A
             let result = bench.order(i).await;
             done.fetch_add(1, Ordering::Relaxed);
             // From the scheduled start: time spent queued behind a slow system counts.
-            (scheduled.elapsed(), result)
+            (scheduled - start, scheduled.elapsed(), result)
         });
     }
     tasks.join_all().await
+}
+
+/// The latency of the orders started in each second of the run: whether
+/// a tail is spread over the run (queueing) or stands in a few seconds (a
+/// stall), and when.
+fn timeline(results: &[Outcome]) -> anyhow::Result<Vec<Second>> {
+    let mut seconds: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
+    for (at, took, result) in results {
+        if result.is_err() {
+            continue;
+        }
+        let second = match seconds.entry(at.as_secs()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Histogram::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?)
+            }
+        };
+        second.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
+    }
+    Ok(seconds
+        .into_iter()
+        .map(|(at, h)| Second {
+            second: at,
+            orders: h.len(),
+            latency: Latency::of(&h),
+        })
+        .collect())
 }
 
 /// A progress line on stderr, redrawn every second, when stderr is a terminal.

@@ -35,6 +35,17 @@ impl Latency {
     }
 }
 
+/// The orders started in one second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    /// Whole seconds from the run's start.
+    pub second: u64,
+    /// Orders started in it that reached a terminal status.
+    pub orders: u64,
+    /// Their latency.
+    pub latency: Latency,
+}
+
 /// A process's usage over the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Usage {
@@ -99,6 +110,8 @@ pub struct Report {
     pub orders_per_second: f64,
     /// From sending the order to knowing its terminal status.
     pub latency: Latency,
+    /// The latency of the orders started in each second of the run.
+    pub timeline: Vec<Second>,
     /// Terminal statuses seen.
     pub outcomes: BTreeMap<String, u64>,
     /// Errors by kind (HTTP status, transport, not ended in time).
@@ -141,6 +154,19 @@ impl Report {
             "  latency      p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms (request → terminal status)\n",
             l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
         );
+        if self.timeline.len() > 1 {
+            let mut worst: Vec<&Second> = self.timeline.iter().collect();
+            worst.sort_by(|a, b| b.latency.p99_ms.total_cmp(&a.latency.p99_ms));
+            let each: Vec<String> = worst
+                .iter()
+                .take(3)
+                .map(|s| format!("{} s: p99 {:.1} ms", s.second, s.latency.p99_ms))
+                .collect();
+            out += &format!(
+                "  slowest      seconds of the run {} (the timeline is in --json)\n",
+                each.join(", ")
+            );
+        }
         out += &format!("  outcomes     {:?}\n", self.outcomes);
         out += &format!("  errors       {:?}\n", self.errors);
         for (kind, body) in &self.error_samples {

@@ -85,7 +85,7 @@ impl OrderReadModel {
                     _ = stop.changed() => return,
                 };
                 match next {
-                    Some(Ok(message)) => self.fold(&message),
+                    Some(Ok(message)) => self.fold(message),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "order index: reading interrupted; rebuilding");
                         break;
@@ -117,7 +117,7 @@ impl OrderReadModel {
         now_ms().saturating_sub(folded_at) >= u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn fold(&self, message: &async_nats::jetstream::Message) {
+    fn fold(&self, message: async_nats::jetstream::Message) {
         self.folded_at_ms.store(now_ms(), Ordering::Relaxed);
         let Ok(info) = message.info() else { return };
         let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
@@ -137,12 +137,14 @@ impl OrderReadModel {
             }
         }
         if let (Some(order), Ok(event)) = (order, &event) {
+            // Moved, not copied: the message is not needed after its record.
+            let message = message.message;
             self.waiters.heard(&order, event.outcome().is_some(), || {
                 Record::of(StreamMessage {
-                    subject: message.subject.clone(),
+                    subject: message.subject,
                     sequence: seq,
-                    headers: message.headers.clone().unwrap_or_default(),
-                    payload: message.payload.clone(),
+                    headers: message.headers.unwrap_or_default(),
+                    payload: message.payload,
                     time: published,
                 })
             });

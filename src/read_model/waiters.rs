@@ -27,6 +27,14 @@ impl Heard {
     fn records(&self) -> MutexGuard<'_, Vec<Record>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn hear(&self, record: Record, ending: bool) {
+        self.records().push(record);
+        if ending {
+            // `notify_one` keeps a permit for a waiter not yet waiting.
+            self.ended.notify_one();
+        }
+    }
 }
 
 /// The orders somebody waits on, each with its waiters.
@@ -63,15 +71,15 @@ impl Waiters {
     /// any (the record is built only then); `ending` wakes them.
     pub fn heard(&self, order_id: &OrderId, ending: bool, make: impl FnOnce() -> Record) {
         let waiting = self.waiting();
-        let Some(heard) = waiting.get(order_id) else { return };
+        let Some((last, others)) = waiting.get(order_id).and_then(|heard| heard.split_last()) else {
+            return;
+        };
         let record = make();
-        for heard in heard {
-            heard.records().push(record.clone());
-            if ending {
-                // `notify_one` keeps a permit for a waiter not yet waiting.
-                heard.ended.notify_one();
-            }
+        // Copied only for a second waiter: a record holds the message's headers.
+        for heard in others {
+            heard.hear(record.clone(), ending);
         }
+        last.hear(record, ending);
     }
 
     /// How many orders are waited on.

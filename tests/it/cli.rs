@@ -92,6 +92,18 @@ async fn bench_runs_a_bounded_mixed_load_and_reports_every_order() {
         let latency = &report["latency"];
         let p50 = latency["p50_ms"].as_f64().expect("p50");
         assert!(p50 > 0.0 && p50 <= latency["p99_ms"].as_f64().expect("p99"), "{report}");
+        // The timeline holds every ended order once, by the second it started in.
+        let timeline = report["timeline"].as_array().expect("a timeline");
+        let per_second: Vec<u64> = timeline.iter().map(|s| s["orders"].as_u64().unwrap_or(0)).collect();
+        assert_eq!(per_second.iter().sum::<u64>(), 100, "{report}");
+        assert!(
+            timeline
+                .iter()
+                .all(|s| s["latency"]["max_ms"].as_f64() <= latency["max_ms"].as_f64()),
+            "{report}"
+        );
+        let seconds: Vec<u64> = timeline.iter().filter_map(|s| s["second"].as_u64()).collect();
+        assert!(seconds.windows(2).all(|w| w[0] < w[1]), "{report}");
         assert!(
             report["stored_messages_per_order"].as_f64().is_some_and(|m| m > 3.0),
             "{report}"
