@@ -231,7 +231,7 @@ async fn measure(js: &Context, probe: Probe) -> anyhow::Result<(u64, f64, Histog
     };
 
     // Sink: consume and ack the answers, timing each hop.
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?;
+    let mut latency = super::latency_histogram()?;
     let mut done = 0u64;
     let idle = Duration::from_secs(5);
     loop {

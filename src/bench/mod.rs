@@ -8,6 +8,7 @@ pub mod process_stats;
 pub mod report;
 pub mod scenario;
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,8 +178,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         Some(js) => stored_messages(js).await,
         None => None,
     };
-    // Microseconds, from 1 µs to an hour, 3 significant digits.
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?;
+    let mut latency = latency_histogram()?;
     let mut outcomes = BTreeMap::new();
     let mut errors = BTreeMap::new();
     for (_, took, result) in &results {
@@ -306,6 +306,12 @@ async fn open_loop(bench: &Arc<Bench>, args: &BenchArgs, rate: f64, done: &Arc<A
     tasks.join_all().await
 }
 
+/// An empty latency histogram in microseconds, from 1 µs to an hour, 3
+/// significant digits: the shape every latency of a bench is recorded in.
+pub(crate) fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")
+}
+
 /// The latency of the orders started in each second of the run: whether
 /// a tail is spread over the run (queueing) or stands in a few seconds (a
 /// stall), and when.
@@ -316,10 +322,8 @@ fn timeline(results: &[Outcome]) -> anyhow::Result<Vec<Second>> {
             continue;
         }
         let second = match seconds.entry(at.as_secs()) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(Histogram::new_with_bounds(1, 3_600_000_000, 3).context("a latency histogram")?)
-            }
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(latency_histogram()?),
         };
         second.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
     }
