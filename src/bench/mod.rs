@@ -181,10 +181,10 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let mut latency = latency_histogram()?;
     let mut outcomes = BTreeMap::new();
     let mut errors = BTreeMap::new();
-    for (_, took, result) in &results {
+    for Outcome { took, result, .. } in &results {
         match result {
             Ok(status) => {
-                latency.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
+                latency.saturating_record(micros(*took));
                 *outcomes.entry(status.clone()).or_insert(0) += 1;
             }
             Err(kind) => *errors.entry(kind.clone()).or_insert(0) += 1,
@@ -243,6 +243,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         seconds,
         orders_per_second,
         latency: Latency::of(&latency),
+        latency_by_kind: latency_by_kind(&results)?,
         timeline: timeline(&results)?,
         outcomes,
         errors,
@@ -262,9 +263,17 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One order of a run: when it started (from the run's start), how long
-/// it took to its terminal status, and that status or the error's kind.
-type Outcome = (Duration, Duration, Result<String, String>);
+/// One order of a run.
+struct Outcome {
+    /// When it started, from the run's start.
+    started_at: Duration,
+    /// How long it took to its terminal status.
+    took: Duration,
+    /// What the mix made it.
+    kind: Kind,
+    /// Its terminal status, or the error's kind.
+    result: Result<String, String>,
+}
 
 async fn closed_loop(bench: &Arc<Bench>, args: &BenchArgs, done: &Arc<AtomicU64>) -> Vec<Outcome> {
     let run_start = Instant::now();
@@ -277,7 +286,12 @@ async fn closed_loop(bench: &Arc<Bench>, args: &BenchArgs, done: &Arc<AtomicU64>
                 let start = Instant::now();
                 let result = bench.order(i).await;
                 done.fetch_add(1, Ordering::Relaxed);
-                (start - run_start, start.elapsed(), result)
+                Outcome {
+                    started_at: start - run_start,
+                    took: start.elapsed(),
+                    kind: bench.mix.kind(i),
+                    result,
+                }
             }
         })
         .buffer_unordered(args.concurrency)
@@ -299,11 +313,35 @@ async fn open_loop(bench: &Arc<Bench>, args: &BenchArgs, rate: f64, done: &Arc<A
         tasks.spawn(async move {
             let result = bench.order(i).await;
             done.fetch_add(1, Ordering::Relaxed);
-            // From the scheduled start: time spent queued behind a slow system counts.
-            (scheduled - start, scheduled.elapsed(), result)
+            Outcome {
+                started_at: scheduled - start,
+                // From the scheduled start: time spent queued behind a slow system counts.
+                took: scheduled.elapsed(),
+                kind: bench.mix.kind(i),
+                result,
+            }
         });
     }
     tasks.join_all().await
+}
+
+/// The latency of the ended orders of each kind: which path of the saga
+/// makes a tail.
+fn latency_by_kind(results: &[Outcome]) -> anyhow::Result<BTreeMap<Kind, Latency>> {
+    let mut kinds: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
+    for order in results.iter().filter(|o| o.result.is_ok()) {
+        let kind = match kinds.entry(order.kind) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(latency_histogram()?),
+        };
+        kind.saturating_record(micros(order.took));
+    }
+    Ok(kinds.into_iter().map(|(kind, h)| (kind, Latency::of(&h))).collect())
+}
+
+/// A latency as the histograms record it.
+fn micros(took: Duration) -> u64 {
+    took.as_micros().try_into().unwrap_or(u64::MAX)
 }
 
 /// An empty latency histogram in microseconds, from 1 µs to an hour, 3
@@ -317,15 +355,12 @@ pub(crate) fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
 /// stall), and when.
 fn timeline(results: &[Outcome]) -> anyhow::Result<Vec<Second>> {
     let mut seconds: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
-    for (at, took, result) in results {
-        if result.is_err() {
-            continue;
-        }
-        let second = match seconds.entry(at.as_secs()) {
+    for order in results.iter().filter(|o| o.result.is_ok()) {
+        let second = match seconds.entry(order.started_at.as_secs()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(latency_histogram()?),
         };
-        second.saturating_record(took.as_micros().try_into().unwrap_or(u64::MAX));
+        second.saturating_record(micros(order.took));
     }
     Ok(seconds
         .into_iter()

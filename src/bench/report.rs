@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::process_stats::Reading;
-use super::scenario::Mix;
+use super::scenario::{Kind, Mix};
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +110,8 @@ pub struct Report {
     pub orders_per_second: f64,
     /// From sending the order to knowing its terminal status.
     pub latency: Latency,
+    /// The latency of the ended orders of each kind of the mix.
+    pub latency_by_kind: BTreeMap<Kind, Latency>,
     /// The latency of the orders started in each second of the run.
     pub timeline: Vec<Second>,
     /// Terminal statuses seen.
@@ -154,6 +156,16 @@ impl Report {
             "  latency      p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms (request → terminal status)\n",
             l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
         );
+        for (kind, l) in &self.latency_by_kind {
+            out += &format!(
+                "    {:<10} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms\n",
+                kind.name(),
+                l.p50_ms,
+                l.p95_ms,
+                l.p99_ms,
+                l.max_ms
+            );
+        }
         if self.timeline.len() > 1 {
             let mut worst: Vec<&Second> = self.timeline.iter().collect();
             worst.sort_by(|a, b| b.latency.p99_ms.total_cmp(&a.latency.p99_ms));

@@ -15,6 +15,18 @@ pub enum Kind {
     Cancel,
 }
 
+impl Kind {
+    /// The kind as the JSON report names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Success => "success",
+            Kind::Decline => "decline",
+            Kind::StockOut => "stock_out",
+            Kind::Cancel => "cancel",
+        }
+    }
+}
+
 /// Percentages of each non-success kind; the rest succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Mix {

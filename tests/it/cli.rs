@@ -104,6 +104,16 @@ async fn bench_runs_a_bounded_mixed_load_and_reports_every_order() {
         );
         let seconds: Vec<u64> = timeline.iter().filter_map(|s| s["second"].as_u64()).collect();
         assert!(seconds.windows(2).all(|w| w[0] < w[1]), "{report}");
+        // Each kind of the mix has its own latency, within the run's.
+        let by_kind = report["latency_by_kind"].as_object().expect("latency by kind");
+        let kinds: Vec<&str> = by_kind.keys().map(String::as_str).collect();
+        assert_eq!(kinds, ["cancel", "decline", "stock_out", "success"], "{report}");
+        assert!(
+            by_kind
+                .values()
+                .all(|l| l["max_ms"].as_f64() <= latency["max_ms"].as_f64() && l["p50_ms"].as_f64() > Some(0.0)),
+            "{report}"
+        );
         assert!(
             report["stored_messages_per_order"].as_f64().is_some_and(|m| m > 3.0),
             "{report}"
