@@ -44,5 +44,30 @@ fn decoded<E: Event>(headers: Option<&HeaderMap>, payload: &[u8]) -> Value {
 
 /// Bytes as lowercase hex, for bodies no schema explains.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends bytes as lowercase hex. Without the formatting machinery: a
+/// trace context is written this way on every hop of every saga.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_writes_every_byte_as_two_lowercase_digits() {
+        let every: Vec<u8> = (0..=u8::MAX).collect();
+        let expected: String = every.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&every), expected);
+        assert_eq!(hex(&[]), "");
+    }
 }

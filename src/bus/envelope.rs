@@ -1,7 +1,7 @@
 //! The headers around every MessagePack body, and reading them back.
 
 use actors::journal::Cause;
-use async_nats::header::HeaderMap;
+use async_nats::header::{HeaderMap, HeaderName};
 use schemas::headers as h;
 use schemas::subjects::{EntityKind, EntityRef};
 use schemas::wire::{self, Event, WireError};
@@ -26,27 +26,32 @@ pub fn order_of<E: Event>(entity: &EntityRef, event: &E) -> Option<String> {
 /// Every header of an append: readable metadata, dedup id and the
 /// optimistic-concurrency check scoped to the entity's whole journal.
 pub fn append_headers<E: Event>(entity: &EntityRef, event: &E, expected_last_seq: u64, cause: &Cause) -> HeaderMap {
+    // Names made once and values handed over owned: an append is the
+    // hottest path of the saga, and each &str would be validated and copied.
+    const MSG_ID: HeaderName = HeaderName::from_static(h::NATS_MSG_ID);
+    const LAST_SEQ: HeaderName = HeaderName::from_static(h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE);
+    const LAST_SEQ_SUBJECT: HeaderName = HeaderName::from_static(h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT);
+    const EVENT_TYPE: HeaderName = HeaderName::from_static(h::EVENT_TYPE);
+    const SCHEMA_VERSION: HeaderName = HeaderName::from_static(h::SCHEMA_VERSION);
+    const CONTENT_TYPE: HeaderName = HeaderName::from_static(h::CONTENT_TYPE);
+    const ORDER_ID: HeaderName = HeaderName::from_static(h::ORDER_ID);
+    const CAUSATION_ID: HeaderName = HeaderName::from_static(h::CAUSATION_ID);
+    const TRACEPARENT: HeaderName = HeaderName::from_static(h::TRACEPARENT);
     let mut headers = HeaderMap::new();
-    headers.insert(h::NATS_MSG_ID, message_id(entity, event).as_str());
-    headers.insert(
-        h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-        expected_last_seq.to_string().as_str(),
-    );
-    headers.insert(
-        h::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-        entity.journal_filter().as_str(),
-    );
-    headers.insert(h::EVENT_TYPE, event.event_type());
-    headers.insert(h::SCHEMA_VERSION, wire::CURRENT_SCHEMA_VERSION.to_string().as_str());
-    headers.insert(h::CONTENT_TYPE, h::MSGPACK);
+    headers.insert(MSG_ID, message_id(entity, event));
+    headers.insert(LAST_SEQ, expected_last_seq.to_string());
+    headers.insert(LAST_SEQ_SUBJECT, entity.journal_filter());
+    headers.insert(EVENT_TYPE, event.event_type());
+    headers.insert(SCHEMA_VERSION, wire::CURRENT_SCHEMA_VERSION.to_string());
+    headers.insert(CONTENT_TYPE, h::MSGPACK);
     if let Some(order) = order_of(entity, event) {
-        headers.insert(h::ORDER_ID, order.as_str());
+        headers.insert(ORDER_ID, order);
     }
     if let Some(id) = &cause.message_id {
-        headers.insert(h::CAUSATION_ID, id.as_str());
+        headers.insert(CAUSATION_ID, id.as_str());
     }
     if let Some(tp) = &cause.traceparent {
-        headers.insert(h::TRACEPARENT, tp.as_str());
+        headers.insert(TRACEPARENT, tp.as_str());
     }
     headers
 }

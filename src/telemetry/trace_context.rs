@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::bus::decoded::hex;
+use crate::bus::decoded::{hex, push_hex};
 
 /// A parsed `traceparent`: version 00, trace id, parent span id, flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +75,15 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        // "00-" + 32 + "-" + 16 + "-" + 2
+        let mut header = String::with_capacity(55);
+        header.push_str("00-");
+        push_hex(&mut header, &self.trace_id);
+        header.push('-');
+        push_hex(&mut header, &self.span_id);
+        header.push('-');
+        push_hex(&mut header, &[self.flags]);
+        f.write_str(&header)
     }
 }
 
