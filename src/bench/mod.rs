@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use report::{BrokerShare, Latency, NatsTraffic, Report, Second, Usage};
+use report::{BrokerShare, Latency, MachineUsage, NatsTraffic, Report, Second, Usage};
 use scenario::{Kind, Mix};
 
 /// `orderflow bench …`
@@ -158,6 +158,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     };
     let pids = [args.node_pid, args.nats_pid];
     let before: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+    let machine_before = process_stats::read_machine();
     let ops_before = bench.jetstream_operations().await;
     let traffic_before = nats_traffic(&bench.http, args.nats_monitor.as_deref()).await;
 
@@ -172,6 +173,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     progress.abort();
 
     let after: Vec<_> = pids.iter().map(|p| p.and_then(process_stats::read)).collect();
+    let machine_after = process_stats::read_machine();
     let ops_after = bench.jetstream_operations().await;
     let traffic_after = nats_traffic(&bench.http, args.nats_monitor.as_deref()).await;
     let stored_after = match &js {
@@ -254,6 +256,15 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         broker_share,
         node: usage(0),
         nats_server: usage(1),
+        machine: match (machine_before, machine_after) {
+            (Some(b), Some(a)) => Some(MachineUsage::between(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                b,
+                a,
+                seconds,
+            )),
+            _ => None,
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

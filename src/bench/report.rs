@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::process_stats::Reading;
+use super::process_stats::{MachineReading, Reading};
 use super::scenario::{Kind, Mix};
 
 /// Latency percentiles, in milliseconds.
@@ -72,6 +72,31 @@ impl Usage {
     }
 }
 
+/// The whole machine over the run, in cores (of `cores`): what the node
+/// and nats-server had around them.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineUsage {
+    /// Cores the machine has.
+    pub cores: usize,
+    /// Cores busy on average, every process counted (the bench client too).
+    pub busy_cores: f64,
+    /// Cores a hypervisor took away on average; a run with much of it
+    /// measured a smaller machine.
+    pub steal_cores: f64,
+}
+
+impl MachineUsage {
+    /// Usage between two readings `seconds` apart.
+    pub fn between(cores: usize, before: MachineReading, after: MachineReading, seconds: f64) -> Self {
+        let per_second = |a: f64, b: f64| if seconds > 0.0 { (a - b).max(0.0) / seconds } else { 0.0 };
+        Self {
+            cores,
+            busy_cores: per_second(after.busy_seconds, before.busy_seconds),
+            steal_cores: per_second(after.steal_seconds, before.steal_seconds),
+        }
+    }
+}
+
 /// Messages through nats-server over the run, per order (all clients:
 /// JetStream requests and answers, deliveries, acks, the API's own reads).
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +158,8 @@ pub struct Report {
     pub node: Option<Usage>,
     /// nats-server's usage, when its pid was given.
     pub nats_server: Option<Usage>,
+    /// The whole machine's, where `/proc/stat` says.
+    pub machine: Option<MachineUsage>,
 }
 
 impl Report {
@@ -216,6 +243,12 @@ impl Report {
                     u.cpu_cores, u.rss_mib, u.pid
                 );
             }
+        }
+        if let Some(m) = &self.machine {
+            out += &format!(
+                "  machine      {:.2} of {} cores busy, {:.2} stolen by the hypervisor\n",
+                m.busy_cores, m.cores, m.steal_cores
+            );
         }
         out
     }

@@ -119,6 +119,16 @@ async fn bench_runs_a_bounded_mixed_load_and_reports_every_order() {
             "{report}"
         );
         assert!(report["node"]["rss_mib"].as_f64().is_some_and(|m| m > 0.0), "{report}");
+        // The machine ran at least the node, and no hypervisor takes more than it has.
+        let machine = &report["machine"];
+        let cores = machine["cores"].as_f64().expect("the machine's cores");
+        assert!(machine["busy_cores"].as_f64().is_some_and(|b| b > 0.0), "{report}");
+        assert!(
+            machine["steal_cores"]
+                .as_f64()
+                .is_some_and(|s| (0.0..=cores).contains(&s)),
+            "{report}"
+        );
         // Every stored message was a publish the node counted (a duplicate
         // dropped by the server is a publish too, never the other way round).
         let ops = &report["jetstream_operations_per_order"];
