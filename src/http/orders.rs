@@ -351,6 +351,13 @@ pub async fn subscribe_to_order(app: &AppState, order_id: OrderId) -> Result<asy
 /// miss to this. Also how long a `?wait=` trusts a silent follower.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// The first re-read of a `?wait=` while the node's follower is still
+/// replaying the stream it found (after a restart): an order placed then
+/// ends within a few hundred milliseconds, long before the follower reaches
+/// it. The pause doubles up to [`RECHECK`], so a wait that outlasts the
+/// replay reads a handful of times, not ten times a second.
+const FIRST_RECHECK_WHILE_BEHIND: Duration = Duration::from_millis(100);
+
 /// What ended a [`wake`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -408,6 +415,7 @@ async fn wait_for_ending(
     if read_now {
         records = app.journal.records(&entity, 0).await?;
     }
+    let mut behind_pause = FIRST_RECHECK_WHILE_BEHIND;
     loop {
         extend_heard(&mut records, waiter.take());
         if let Some(view) = views::order_of(&records)?.filter(OrderView::is_terminal) {
@@ -416,12 +424,17 @@ async fn wait_for_ending(
         if Instant::now() >= deadline {
             break;
         }
-        let by = deadline.min(Instant::now() + RECHECK);
+        let replaying = !app.orders.caught_up();
+        let pause = if replaying { behind_pause } else { RECHECK };
+        let by = deadline.min(Instant::now() + pause);
         let heard = tokio::time::timeout_at(by, waiter.ended()).await.is_ok();
-        let follower_behind = !app.orders.caught_up() || app.orders.quiet_for(RECHECK);
+        let follower_behind = replaying || !app.orders.caught_up() || app.orders.quiet_for(RECHECK);
         if !heard && Instant::now() < deadline && follower_behind {
             let after = records.last().map_or(0, |r: &Record| r.seq);
             records.extend(app.journal.records(&entity, after).await?);
+            if replaying {
+                behind_pause = (behind_pause * 2).min(RECHECK);
+            }
         }
     }
     let after = records.last().map_or(0, |r: &Record| r.seq);
