@@ -339,15 +339,23 @@ async fn open_loop(bench: &Arc<Bench>, args: &BenchArgs, rate: f64, done: &Arc<A
 /// The latency of the ended orders of each kind: which path of the saga
 /// makes a tail.
 fn latency_by_kind(results: &[Outcome]) -> anyhow::Result<BTreeMap<Kind, Latency>> {
-    let mut kinds: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
+    Ok(latency_by(results, |o| o.kind)?
+        .into_iter()
+        .map(|(kind, h)| (kind, Latency::of(&h)))
+        .collect())
+}
+
+/// The ended orders' latencies, grouped by `key`.
+fn latency_by<K: Ord>(results: &[Outcome], key: impl Fn(&Outcome) -> K) -> anyhow::Result<BTreeMap<K, Histogram<u64>>> {
+    let mut groups: BTreeMap<K, Histogram<u64>> = BTreeMap::new();
     for order in results.iter().filter(|o| o.result.is_ok()) {
-        let kind = match kinds.entry(order.kind) {
+        let group = match groups.entry(key(order)) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(latency_histogram()?),
         };
-        kind.saturating_record(micros(order.took));
+        group.saturating_record(micros(order.took));
     }
-    Ok(kinds.into_iter().map(|(kind, h)| (kind, Latency::of(&h))).collect())
+    Ok(groups)
 }
 
 /// A latency as the histograms record it.
@@ -365,15 +373,7 @@ pub(crate) fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
 /// a tail is spread over the run (queueing) or stands in a few seconds (a
 /// stall), and when.
 fn timeline(results: &[Outcome]) -> anyhow::Result<Vec<Second>> {
-    let mut seconds: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
-    for order in results.iter().filter(|o| o.result.is_ok()) {
-        let second = match seconds.entry(order.started_at.as_secs()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(latency_histogram()?),
-        };
-        second.saturating_record(micros(order.took));
-    }
-    Ok(seconds
+    Ok(latency_by(results, |o| o.started_at.as_secs())?
         .into_iter()
         .map(|(at, h)| Second {
             second: at,

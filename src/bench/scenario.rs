@@ -76,6 +76,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_kind_is_named_in_the_human_report_as_in_the_json_one() {
+        for kind in [Kind::Success, Kind::Decline, Kind::StockOut, Kind::Cancel] {
+            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::json!(kind.name())));
+        }
+    }
+
     proptest! {
         #[test]
         fn every_hundred_orders_hold_exactly_the_configured_mix(

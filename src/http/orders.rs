@@ -428,13 +428,13 @@ async fn wait_for_ending(
         let pause = if replaying { behind_pause } else { RECHECK };
         let by = deadline.min(Instant::now() + pause);
         let heard = tokio::time::timeout_at(by, waiter.ended()).await.is_ok();
-        let follower_behind = replaying || !app.orders.caught_up() || app.orders.quiet_for(RECHECK);
+        let follower_behind = !app.orders.caught_up() || app.orders.quiet_for(RECHECK);
         if !heard && Instant::now() < deadline && follower_behind {
             let after = records.last().map_or(0, |r: &Record| r.seq);
             records.extend(app.journal.records(&entity, after).await?);
-            if replaying {
-                behind_pause = (behind_pause * 2).min(RECHECK);
-            }
+        }
+        if replaying {
+            behind_pause = (behind_pause * 2).min(RECHECK);
         }
     }
     let after = records.last().map_or(0, |r: &Record| r.seq);
