@@ -1,5 +1,7 @@
-//! The order saga: PENDING → PAYMENT_AUTHORIZED → STOCK_RESERVED → COMPLETED,
-//! or FAILED / CANCELLED after compensation.
+//! The order saga: PENDING → PAYMENT_AUTHORIZED → (STOCK_RESERVED) →
+//! COMPLETED, or FAILED / CANCELLED after compensation. The last SKU's
+//! reservation is recorded by the `completed` it brings, so STOCK_RESERVED
+//! shows only in journals written before 2026-12-03.
 //!
 //! `decide` first records the fact a command brings (a payment reply, a
 //! stock reply, a cancel request), then appends whatever step the saga owes
@@ -10,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use schemas::order::{Line, OrderEvent, Outcome};
+use schemas::order::{Line, OrderEvent, Outcome, Reservation};
 use schemas::{Currency, CustomerId, Money, OrderId, Quantity, Sku};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +31,8 @@ pub enum OrderStatus {
     Pending,
     /// Paid; waiting for stock.
     PaymentAuthorized,
-    /// Paid and every unit reserved.
+    /// Paid and every unit reserved; seen only in journals written before
+    /// 2026-12-03, whose last `stock_reserved` came apart from `completed`.
     StockReserved,
     /// Undoing payment and reservations before ending.
     Compensating,
@@ -281,7 +284,7 @@ impl Aggregate for OrderSaga {
         if let Some(after) = &after {
             events.extend(next_steps(after));
         }
-        Ok(events)
+        Ok(completed_by_last_reservation(events))
     }
 
     fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
@@ -387,7 +390,12 @@ impl Aggregate for OrderSaga {
                 }
                 false
             }
-            OrderEvent::Completed { .. } => {
+            OrderEvent::Completed { reserved, .. } => {
+                if let Some(Reservation { sku, .. }) = reserved {
+                    if order.stock.get(sku) == Some(&StockStep::Requested) {
+                        order.stock.insert(sku.clone(), StockStep::Reserved);
+                    }
+                }
                 order.ended = Some((Outcome::Completed, String::new()));
                 true
             }
@@ -541,6 +549,28 @@ fn record(order: &Order, command: &OrderCommand) -> Result<Vec<OrderEvent>, Orde
     })
 }
 
+/// One decision's events, with the last reservation and the completion it
+/// brings as one `completed` naming the reservation: the order appends
+/// once there, not twice. Folding either gives the same order. Any other
+/// decision's events pass as they are (a reservation that leaves the order
+/// waiting, or one that meets a cancel and starts compensating, is
+/// journaled on its own).
+fn completed_by_last_reservation(events: Vec<OrderEvent>) -> Vec<OrderEvent> {
+    match <[OrderEvent; 2]>::try_from(events) {
+        Ok(
+            [OrderEvent::StockReserved { sku, quantity }, OrderEvent::Completed {
+                customer_id,
+                reserved: None,
+            }],
+        ) => vec![OrderEvent::Completed {
+            customer_id,
+            reserved: Some(Reservation { sku, quantity }),
+        }],
+        Ok(pair) => pair.into(),
+        Err(events) => events,
+    }
+}
+
 /// The step the saga owes from `order`'s state, if any. A pure function of
 /// state, so re-deciding after a lost race yields only what is still missing.
 pub fn next_steps(order: &Order) -> Vec<OrderEvent> {
@@ -666,7 +696,10 @@ pub fn reservation_to_time(order: &Order) -> Option<Sku> {
 fn terminal(order: &Order, outcome: Outcome, reason: &str) -> OrderEvent {
     let customer_id = order.customer_id.clone();
     match outcome {
-        Outcome::Completed => OrderEvent::Completed { customer_id },
+        Outcome::Completed => OrderEvent::Completed {
+            customer_id,
+            reserved: None,
+        },
         Outcome::Failed => OrderEvent::Failed {
             customer_id,
             reason: reason.to_owned(),

@@ -17,6 +17,15 @@ pub struct Line {
     pub unit_price: u64,
 }
 
+/// Units of one SKU set aside for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The SKU.
+    pub sku: Sku,
+    /// How many units it holds for the order.
+    pub quantity: Quantity,
+}
+
 /// How an order ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -110,7 +119,15 @@ pub enum OrderEvent {
     },
     /// Terminal: paid and reserved. Terminal events name the customer so
     /// downstream consumers (notifications) need not read the whole journal.
-    Completed { customer_id: CustomerId },
+    Completed {
+        customer_id: CustomerId,
+        /// The reservation that completed the order, recorded by this event
+        /// instead of a `stock_reserved` of its own: one append fewer per
+        /// order. Absent in journals written before 2026-12-03, where a
+        /// `stock_reserved` precedes every `completed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reserved: Option<Reservation>,
+    },
     /// Terminal: declined or exhausted.
     Failed { customer_id: CustomerId, reason: String },
     /// Terminal: cancelled, everything undone.

@@ -94,7 +94,7 @@ mod tests {
 
     use super::*;
     use crate::inventory::InventoryEvent;
-    use crate::order::{Line, OrderEvent, Outcome};
+    use crate::order::{Line, OrderEvent, Outcome, Reservation};
     use crate::payment::PaymentEvent;
     use crate::{Currency, CustomerId, Money, Quantity, Sku};
 
@@ -149,8 +149,14 @@ mod tests {
                     release,
                     withdraw,
                 }),
-            "[a-z]{1,10}".prop_map(|c| OrderEvent::Completed {
-                customer_id: CustomerId::parse(&c).unwrap()
+            ("[a-z]{1,10}", proptest::option::of((sku(), 1..=Quantity::MAX))).prop_map(|(c, reserved)| {
+                OrderEvent::Completed {
+                    customer_id: CustomerId::parse(&c).unwrap(),
+                    reserved: reserved.map(|(sku, q)| Reservation {
+                        sku,
+                        quantity: Quantity::new(q).unwrap(),
+                    }),
+                }
             }),
             ".{0,30}".prop_map(|reason| OrderEvent::Failed {
                 customer_id: CustomerId::parse("bob").unwrap(),
@@ -238,6 +244,42 @@ mod tests {
             PaymentEvent::Authorized { amount, .. } => assert_eq!(amount.to_string(), "25.00 EUR"),
             other => panic!("decoded as {other:?}"),
         }
+    }
+
+    /// A `completed` as builds before 2026-12-03 wrote it, and read it.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct CompletedBefore {
+        r#type: String,
+        customer_id: String,
+    }
+
+    #[test]
+    fn a_completed_naming_its_reservation_is_read_by_old_and_new_builds() {
+        let old = rmp_serde::to_vec_named(&CompletedBefore {
+            r#type: "completed".into(),
+            customer_id: "alice".into(),
+        })
+        .unwrap();
+        match decode::<OrderEvent>(CURRENT_SCHEMA_VERSION, &old).unwrap() {
+            OrderEvent::Completed { reserved, .. } => assert_eq!(reserved, None),
+            other => panic!("decoded as {other:?}"),
+        }
+        // The field is additive, so the schema version stays: a build from
+        // before it, reading a new `completed` during a rolling upgrade,
+        // skips the field and still sees the order completed.
+        let new = encode(&OrderEvent::Completed {
+            customer_id: CustomerId::parse("alice").unwrap(),
+            reserved: Some(Reservation {
+                sku: Sku::parse("SKU-1").unwrap(),
+                quantity: Quantity::new(2).unwrap(),
+            }),
+        })
+        .unwrap();
+        let read: CompletedBefore = rmp_serde::from_slice(&new).unwrap();
+        assert_eq!(
+            (read.r#type.as_str(), read.customer_id.as_str()),
+            ("completed", "alice")
+        );
     }
 
     #[test]

@@ -307,6 +307,7 @@ mod tests {
             seq: 7,
             event: OrderEvent::Completed {
                 customer_id: CustomerId::parse("alice").expect("a customer"),
+                reserved: None,
             },
         });
         let forward = |intent, seed| Forward {

@@ -229,7 +229,10 @@ fn sent(order_id: OrderId, outcome: Outcome, channel: Channel) -> NotificationEv
 }
 
 fn completed() -> OrderEvent {
-    OrderEvent::Completed { customer_id: alice() }
+    OrderEvent::Completed {
+        customer_id: alice(),
+        reserved: None,
+    }
 }
 
 fn cancelled() -> OrderEvent {

@@ -181,7 +181,6 @@ async fn an_outside_reader_decodes_a_whole_saga_from_the_headers_alone() {
             "PAYMENTS authorized",
             "ORDERS stock_requested",
             "INVENTORY reserved",
-            "ORDERS stock_reserved",
             "ORDERS completed",
             "NOTIFICATIONS sent",
         ],

@@ -90,7 +90,8 @@ fn allowed(from: Option<OrderStatus>, to: Option<OrderStatus>) -> bool {
         (None, None | Some(Pending)) => true,
         (Some(a), Some(b)) if a == b => true,
         (Some(Pending), Some(PaymentAuthorized | Compensating | Failed | Cancelled)) => true,
-        (Some(PaymentAuthorized), Some(StockReserved | Compensating)) => true,
+        // The last reservation completes the order in the same event.
+        (Some(PaymentAuthorized), Some(StockReserved | Completed | Compensating)) => true,
         (Some(StockReserved), Some(Completed | Compensating)) => true,
         (Some(Compensating), Some(Failed | Cancelled)) => true,
         _ => false,
@@ -164,13 +165,33 @@ fn run(commands: &[OrderCommand]) -> Result<(OrderState, Vec<OrderEvent>), TestC
             if next.as_ref().is_some_and(|o| o.waiting.is_some()) {
                 prop_assert_eq!(next.as_ref().map(|o| &o.payment), Some(&PaymentStep::Requested));
             }
-            if let (Some(order), OrderEvent::Completed { .. }) = (&state, &e) {
+            if let (Some(order), OrderEvent::Completed { reserved, customer_id }) = (&state, &e) {
                 prop_assert_eq!(&order.payment, &PaymentStep::Authorized);
-                prop_assert!(order
-                    .lines
-                    .iter()
-                    .all(|l| order.stock.get(&l.sku) == Some(&StockStep::Reserved)));
+                // Every line reserved, the last one perhaps by this very event.
+                let by_this = |sku: &Sku| reserved.as_ref().is_some_and(|r| &r.sku == sku);
+                for l in &order.lines {
+                    let step = order.stock.get(&l.sku);
+                    if by_this(&l.sku) {
+                        prop_assert_eq!(step, Some(&StockStep::Requested));
+                    } else {
+                        prop_assert_eq!(step, Some(&StockStep::Reserved));
+                    }
+                }
                 prop_assert!(order.cancel_requested.is_none());
+                if let Some(Reservation { sku, quantity }) = reserved {
+                    // The same order as the two events it stands for.
+                    let apart = [
+                        OrderEvent::StockReserved {
+                            sku: sku.clone(),
+                            quantity: *quantity,
+                        },
+                        OrderEvent::Completed {
+                            customer_id: customer_id.clone(),
+                            reserved: None,
+                        },
+                    ];
+                    prop_assert_eq!(&apart.iter().fold(state.clone(), OrderSaga::evolve), &next);
+                }
             }
             if let (Some(order), OrderEvent::Cancelled { .. } | OrderEvent::Failed { .. }) = (&state, &e) {
                 // Nothing charged stays charged, nothing reserved stays reserved.
@@ -423,6 +444,39 @@ proptest! {
     }
 }
 
+/// `state` after `command` is decided and its events folded.
+fn decided(state: OrderState, command: &OrderCommand) -> OrderState {
+    OrderSaga::decide(&state, command)
+        .expect("accepted")
+        .iter()
+        .fold(state, OrderSaga::evolve)
+}
+
+#[test]
+fn the_last_reservation_is_journaled_by_the_completion_it_brings() {
+    let (state, journal) = paid_and_answered(&[Some(true)]);
+    let types: Vec<&str> = journal.iter().map(Event::event_type).collect();
+    assert_eq!(types, ["placed", "payment_requested", "stock_requested", "completed"]);
+    let order = state.unwrap();
+    assert_eq!(order.stock.get(&skus()[0]), Some(&StockStep::Reserved));
+    assert_eq!(order.status(), OrderStatus::Completed);
+    // A reservation that meets a waiting cancel is journaled on its own,
+    // before the compensation that releases it.
+    let (state, _) = paid_and_answered(&[None]);
+    let state = decided(state, &OrderCommand::Cancel { reason: "no".into() });
+    let reserved = OrderCommand::RecordStock {
+        sku: skus()[0].clone(),
+        reply: StockReply::Reserved {
+            quantity: Quantity::new(2).unwrap(),
+        },
+    };
+    let events = OrderSaga::decide(&state, &reserved).unwrap();
+    assert!(
+        matches!(&events[..], [OrderEvent::StockReserved { .. }, OrderEvent::Compensating { release, .. }] if release == &skus()[..1]),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn a_completed_order_ignores_its_reservation_timer() {
     let (state, _) = paid_and_answered(&[Some(true), Some(true)]);
@@ -440,10 +494,7 @@ fn a_cancel_waiting_for_stock_is_honoured_when_the_reservation_expires() {
     let cancel = OrderCommand::Cancel {
         reason: "changed my mind".into(),
     };
-    let state = OrderSaga::decide(&state, &cancel)
-        .unwrap()
-        .iter()
-        .fold(state, OrderSaga::evolve);
+    let state = decided(state, &cancel);
     let expire = OrderCommand::ExpireReservation {
         sku: skus()[0].clone(),
         ttl: TTL,
@@ -463,12 +514,12 @@ fn only_a_reservation_that_leaves_the_order_waiting_starts_a_timer() {
         Some(skus()[0].clone())
     );
     let (state, journal) = paid_and_answered(&[Some(true), Some(true)]);
-    // The last reservation completed the order in the same decision.
-    let last = journal
-        .iter()
-        .rposition(|e| matches!(e, OrderEvent::StockReserved { .. }))
-        .unwrap();
-    assert_eq!(reservation_recorded(&journal[last..]), None);
+    // The last reservation completed the order in the same event.
+    assert!(matches!(
+        journal.last(),
+        Some(OrderEvent::Completed { reserved: Some(r), .. }) if r.sku == skus()[1]
+    ));
+    assert_eq!(reservation_recorded(&journal[journal.len() - 1..]), None);
     assert_eq!(reservation_to_time(state.as_ref().unwrap()), None);
     let (state, _) = paid_and_answered(&[Some(false), Some(true), None]);
     assert_eq!(reservation_to_time(state.as_ref().unwrap()), Some(skus()[1].clone()));

@@ -21,6 +21,7 @@ fn placed(order_id: OrderId, customer: &str) -> OrderEvent {
 fn completed(customer: &str) -> OrderEvent {
     OrderEvent::Completed {
         customer_id: CustomerId::parse(customer).expect("a valid customer"),
+        reserved: None,
     }
 }
 
