@@ -31,8 +31,22 @@ pub struct Record {
     pub message: StreamMessage,
 }
 
-/// How long a replay's ordered consumer may stay silent before the read fails.
-const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a replay's ordered consumer may stay silent before it is
+/// replaced: one with messages pending sends the next within milliseconds.
+const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How many ordered consumers one replay tries before the read fails: with
+/// [`REPLAY_IDLE`], the 10 s a single consumer was once given.
+const REPLAY_CONSUMERS: usize = 5;
+
+/// How one ordered consumer's part of a replay ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Tail {
+    /// Nothing left pending: the journal is read.
+    Read,
+    /// The consumer fell silent with messages still pending.
+    Quiet,
+}
 
 /// How many messages of one journal are read by direct get before the
 /// rest is streamed (see [`NatsJournal::records`]).
@@ -166,26 +180,53 @@ impl NatsJournal {
                 Err(e) => return Err(unavailable(&e)),
             }
         }
+        // A consumer that goes quiet mid-replay must not hang the actor, so
+        // it is replaced from where it stopped. Seen in a three-server
+        // cluster just after start-up: a replay's consumer sent nothing for
+        // 10 s with messages pending, and async-nats notices only after two
+        // missed 15 s heartbeats. Past the last replacement the read fails
+        // and the input is retried.
+        for _ in 0..REPLAY_CONSUMERS {
+            if self.stream_tail(stream, &filter, &mut next, &mut records).await? == Tail::Read {
+                return Ok(records);
+            }
+            tracing::warn!(%filter, next, "replay consumer quiet; replacing it from where it stopped");
+        }
+        let quiet = REPLAY_IDLE * u32::try_from(REPLAY_CONSUMERS).unwrap_or(u32::MAX);
+        Err(unavailable(&format!("no message for {quiet:?} mid-replay")))
+    }
+
+    /// Streams `filter`'s messages from `next` onto `records` with one
+    /// ordered consumer, until nothing is pending or it stays quiet for
+    /// [`REPLAY_IDLE`]; `next` follows what was read.
+    async fn stream_tail(
+        &self,
+        stream: &Stream<()>,
+        filter: &str,
+        next: &mut u64,
+        records: &mut Vec<Record>,
+    ) -> Result<Tail, JournalError> {
+        let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(format!("reading {filter}: {e}"));
         telemetry::jetstream_op(JetStreamOp::Replay);
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: filter.clone(),
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: next },
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *next },
                 ..Default::default()
             })
             .await
             .map_err(|e| unavailable(&e))?;
         if consumer.cached_info().num_pending == 0 {
-            return Ok(records);
+            return Ok(Tail::Read);
         }
         let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
         loop {
-            // A consumer that goes quiet mid-replay (its server went away)
-            // must not hang the actor: give up and let the input be retried.
-            let next_message = tokio::time::timeout(REPLAY_IDLE, messages.next())
-                .await
-                .map_err(|_| unavailable(&format!("no message for {REPLAY_IDLE:?} mid-replay")))?;
-            let Some(message) = next_message else { break };
+            let Ok(next_message) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
+                return Ok(Tail::Quiet);
+            };
+            let Some(message) = next_message else {
+                return Ok(Tail::Read);
+            };
             let message = message.map_err(|e| unavailable(&e))?;
             telemetry::jetstream_op(JetStreamOp::Deliver);
             let info = message.info().map_err(|e| unavailable(&e))?;
@@ -194,13 +235,13 @@ impl NatsJournal {
             // delivered anything (a server went away) starts again from the
             // stream's first message, not from `next`: skip what was read
             // already, or the journal would be folded twice.
-            if sequence < next {
+            if sequence < *next {
                 if pending == 0 {
-                    break;
+                    return Ok(Tail::Read);
                 }
                 continue;
             }
-            next = sequence + 1;
+            *next = sequence + 1;
             let message = message.message;
             records.push(Record::of(StreamMessage {
                 subject: message.subject,
@@ -210,10 +251,9 @@ impl NatsJournal {
                 time,
             }));
             if pending == 0 {
-                break;
+                return Ok(Tail::Read);
             }
         }
-        Ok(records)
     }
 
     /// The first message on `filter` at or after `sequence`, from whoever `reads` names.
