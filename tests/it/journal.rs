@@ -1,19 +1,21 @@
 //! Invariants 2 and 3 at the journal itself: dedup by message id, and
 //! optimistic concurrency that makes a stale writer re-decide.
 
+use std::time::Duration;
+
 use actors::inventory::{Inventory, InventoryCommand};
 use actors::journal::{Appended, Cause, Journal, JournalError};
 use actors::order::{OrderCommand, OrderRejection, OrderSaga, PaymentReply, StockReply};
 use actors::shell::{execute, Cached, Executed, Pure};
 use async_nats::header::HeaderMap;
-use orderflow::bus::journal::NatsJournal;
+use orderflow::bus::journal::{NatsJournal, Reads};
 use orderflow::bus::topology;
 use schemas::inventory::InventoryEvent;
 use schemas::order::{Line, OrderEvent};
 use schemas::subjects::EntityRef;
 use schemas::{Currency, CustomerId, OrderId, Quantity, Sku};
 
-use crate::support::{stored, test_config, NatsServer};
+use crate::support::{stored, test_config, NatsOptions, NatsServer, HARNESS_USER};
 
 async fn journal_on(nats: &NatsServer) -> (async_nats::jetstream::Context, NatsJournal) {
     let js = nats.jetstream().await;
@@ -208,7 +210,7 @@ async fn two_writers_never_oversell_the_last_unit() {
 async fn a_journal_longer_than_one_batch_reads_back_whole_and_in_order_from_any_point() {
     let nats = NatsServer::start().await;
     let (js, journal) = journal_on(&nats).await;
-    let leader_reads = NatsJournal::open_with(js.clone(), orderflow::bus::journal::Reads::Leader)
+    let leader_reads = NatsJournal::open_with(js.clone(), Reads::Leader)
         .await
         .expect("a journal reading from the leader");
     let (hot, cold) = (
@@ -271,4 +273,70 @@ async fn a_batched_read_of_a_stream_nobody_serves_fails_with_the_servers_status(
         ),
         "{refused:?}"
     );
+}
+
+/// A journal read from the leader streams a long tail through an ordered
+/// consumer. One whose pulls go unanswered (here the server refuses the
+/// reader's pulls until its config is reloaded) is replaced from where it
+/// stopped, and the read completes whole and in order.
+#[tokio::test]
+async fn a_replay_whose_consumer_falls_silent_is_finished_by_a_new_one() {
+    let refuse_pulls = NatsOptions {
+        harness_permissions: r#"{ publish: { deny: ["$JS.API.CONSUMER.MSG.NEXT.>"] } }"#.to_owned(),
+        ..Default::default()
+    };
+    let mut nats = NatsServer::start_with(refuse_pulls).await;
+    let (_, journal) = journal_on(&nats).await;
+    let sku = Sku::parse("SKU-HOT").expect("sku");
+    let entity = EntityRef::inventory(&sku);
+    let mut last = 0;
+    let mut seqs = Vec::new();
+    for n in 1..=40u64 {
+        let restock = InventoryEvent::Restocked {
+            sku: sku.clone(),
+            quantity: 1,
+            restock_id: format!("r{n}"),
+            available: n,
+        };
+        last = journal
+            .append(&entity, last, &restock, &Cause::default())
+            .await
+            .expect("stored")
+            .seq;
+        seqs.push(last);
+    }
+    // The reader hears of its refused pulls through the client's events.
+    let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::new()
+        .user_and_password(HARNESS_USER.name.to_owned(), HARNESS_USER.password.to_owned())
+        .event_callback(move |event| {
+            let refused_tx = refused_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    if e.to_string().contains("CONSUMER.MSG.NEXT") {
+                        let _ = refused_tx.send(());
+                    }
+                }
+            }
+        })
+        .connect(nats.url())
+        .await
+        .expect("connect the reader");
+    let reader = NatsJournal::open_with(async_nats::jetstream::new(client), Reads::Leader)
+        .await
+        .expect("a journal reading from the leader");
+    let read = tokio::spawn(async move { reader.records(&entity, 0).await });
+    tokio::time::timeout(Duration::from_secs(10), refused.recv())
+        .await
+        .expect("the first consumer's pull refused within 10 s")
+        .expect("the reader's events");
+    // Pulls are allowed again, but the refused one is never sent again:
+    // that consumer stays silent, with 24 messages pending.
+    nats.reload_with(NatsOptions::default()).await;
+    let records = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the read ends")
+        .expect("the read task")
+        .expect("the read completes through a new consumer");
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), seqs);
 }

@@ -20,7 +20,9 @@ use orderflow::node::Node;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-pub use nats::{eventually, eventually_true, NatsServer, NatsUser, APP_USER, HARNESS_USER, INSPECTOR_USER};
+pub use nats::{
+    eventually, eventually_true, NatsOptions, NatsServer, NatsUser, APP_USER, HARNESS_USER, INSPECTOR_USER,
+};
 
 /// How long any saga in these tests may take to end.
 pub const SAGA_DEADLINE: Duration = Duration::from_secs(30);

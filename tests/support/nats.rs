@@ -185,6 +185,9 @@ pub struct NatsOptions {
     /// Lines appended at top level of the generated config,
     /// e.g. `accounts { ... }` or `cluster { ... }`.
     pub extra: String,
+    /// Permissions of the harness user, in the config's syntax (e.g.
+    /// `{ publish: { deny: ["x.>"] } }`); unrestricted when empty.
+    pub harness_permissions: String,
 }
 
 impl NatsOptions {
@@ -396,6 +399,28 @@ impl NatsServer {
         }
     }
 
+    /// Rewrites the config with `options` (same ports and store) and has
+    /// the running server reload it; returns once the server says it did.
+    pub async fn reload_with(&mut self, options: NatsOptions) {
+        self.options = options;
+        self.write_config();
+        let pid = self.pid().expect("a running nats-server to reload");
+        let logged_before = fs::metadata(&self.log_path).map(|m| m.len()).unwrap_or(0);
+        let status = Command::new(&self.binary)
+            .arg("--signal")
+            .arg(format!("reload={pid}"))
+            .status()
+            .expect("run nats-server --signal reload");
+        assert!(status.success(), "nats-server --signal reload={pid}: {status}");
+        let log_path = self.log_path.clone();
+        eventually_true("nats-server to reload its config", READY_DEADLINE, || {
+            let log = fs::read(&log_path).unwrap_or_default();
+            let since = log.get(logged_before as usize..).unwrap_or_default().to_vec();
+            async move { String::from_utf8_lossy(&since).contains("Reloaded server configuration") }
+        })
+        .await;
+    }
+
     /// Chooses fresh free ports and rewrites the config file for them.
     fn pick_ports(&mut self) {
         self.port = free_port();
@@ -403,6 +428,11 @@ impl NatsServer {
         while self.monitor_port == self.port {
             self.monitor_port = free_port();
         }
+        self.write_config();
+    }
+
+    /// Writes the config file for the current ports and options.
+    fn write_config(&self) {
         let config = render_config(
             &self.server_name,
             self.port,
@@ -533,7 +563,7 @@ fn repository_permissions() -> String {
 }
 
 /// The users block: the repo's two users with their repo permissions, and the harness's.
-fn render_users() -> String {
+fn render_users(options: &NatsOptions) -> String {
     let user = |u: NatsUser, permissions: &str| {
         format!(
             "    {{ user: {}, password: {}{permissions} }}\n",
@@ -541,12 +571,16 @@ fn render_users() -> String {
             conf_string(u.password)
         )
     };
+    let harness = match options.harness_permissions.as_str() {
+        "" => String::new(),
+        p => format!(", permissions: {p}"),
+    };
     format!(
         "{permissions}\nauthorization {{\n  users: [\n{app}{inspector}{harness}  ]\n}}\n",
         permissions = repository_permissions(),
         app = user(APP_USER, ", permissions: $ORDERFLOW_PERMISSIONS"),
         inspector = user(INSPECTOR_USER, ", permissions: $INSPECTOR_PERMISSIONS"),
-        harness = user(HARNESS_USER, ""),
+        harness = user(HARNESS_USER, &harness),
     )
 }
 
@@ -568,7 +602,7 @@ fn render_config(server_name: &str, port: u16, monitor_port: u16, store_dir: &Pa
         name = conf_string(server_name),
         store = conf_string(&store_dir.to_string_lossy()),
         jetstream_extra = options.jetstream_extra,
-        users = render_users(),
+        users = render_users(options),
         extra = options.extra,
     )
 }
