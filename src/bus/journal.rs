@@ -39,6 +39,11 @@ const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// [`REPLAY_IDLE`], the 10 s a single consumer was once given.
 const REPLAY_CONSUMERS: usize = 5;
 
+/// Why reading the journal on `filter` failed.
+fn unreadable(filter: &str, why: &dyn std::fmt::Display) -> JournalError {
+    JournalError::Unavailable(format!("reading {filter}: {why}"))
+}
+
 /// How one ordered consumer's part of a replay ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Tail {
@@ -150,7 +155,7 @@ impl NatsJournal {
     pub async fn records(&self, entity: &EntityRef, after_seq: u64) -> Result<Vec<Record>, JournalError> {
         let stream = self.stream(entity.kind);
         let filter = entity.journal_filter();
-        let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(format!("reading {filter}: {e}"));
+        let unavailable = |e: &dyn std::fmt::Display| unreadable(&filter, e);
         let mut records = Vec::new();
         let mut next = after_seq + 1;
         if let Some(batches) = &self.batches {
@@ -187,7 +192,7 @@ impl NatsJournal {
         // missed 15 s heartbeats. Past the last replacement the read fails
         // and the input is retried.
         for _ in 0..REPLAY_CONSUMERS {
-            if self.stream_tail(stream, &filter, &mut next, &mut records).await? == Tail::Read {
+            if Self::stream_tail(stream, &filter, &mut next, &mut records).await? == Tail::Read {
                 return Ok(records);
             }
             tracing::warn!(%filter, next, "replay consumer quiet; replacing it from where it stopped");
@@ -200,13 +205,12 @@ impl NatsJournal {
     /// ordered consumer, until nothing is pending or it stays quiet for
     /// [`REPLAY_IDLE`]; `next` follows what was read.
     async fn stream_tail(
-        &self,
         stream: &Stream<()>,
         filter: &str,
         next: &mut u64,
         records: &mut Vec<Record>,
     ) -> Result<Tail, JournalError> {
-        let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(format!("reading {filter}: {e}"));
+        let unavailable = |e: &dyn std::fmt::Display| unreadable(filter, e);
         telemetry::jetstream_op(JetStreamOp::Replay);
         let consumer = stream
             .create_consumer(pull::OrderedConfig {

@@ -275,56 +275,85 @@ async fn a_batched_read_of_a_stream_nobody_serves_fails_with_the_servers_status(
     );
 }
 
+/// A server whose harness user may not pull, a SKU journal of 40 events
+/// (24 past the direct gets, so they are streamed), and a reader that
+/// reads from the leader and hears of each refused pull.
+struct SilentReplay {
+    nats: NatsServer,
+    reader: NatsJournal,
+    refused: tokio::sync::mpsc::UnboundedReceiver<()>,
+    entity: EntityRef,
+    seqs: Vec<u64>,
+}
+
+impl SilentReplay {
+    async fn start() -> Self {
+        let refuse_pulls = NatsOptions {
+            harness_permissions: r#"{ publish: { deny: ["$JS.API.CONSUMER.MSG.NEXT.>"] } }"#.to_owned(),
+            ..Default::default()
+        };
+        let nats = NatsServer::start_with(refuse_pulls).await;
+        let (_, journal) = journal_on(&nats).await;
+        let sku = Sku::parse("SKU-HOT").expect("sku");
+        let entity = EntityRef::inventory(&sku);
+        let mut last = 0;
+        let mut seqs = Vec::new();
+        for n in 1..=40u64 {
+            let restock = InventoryEvent::Restocked {
+                sku: sku.clone(),
+                quantity: 1,
+                restock_id: format!("r{n}"),
+                available: n,
+            };
+            last = journal
+                .append(&entity, last, &restock, &Cause::default())
+                .await
+                .expect("stored")
+                .seq;
+            seqs.push(last);
+        }
+        let (refused_tx, refused) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::new()
+            .user_and_password(HARNESS_USER.name.to_owned(), HARNESS_USER.password.to_owned())
+            .event_callback(move |event| {
+                let refused_tx = refused_tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        if e.to_string().contains("CONSUMER.MSG.NEXT") {
+                            let _ = refused_tx.send(());
+                        }
+                    }
+                }
+            })
+            .connect(nats.url())
+            .await
+            .expect("connect the reader");
+        let reader = NatsJournal::open_with(async_nats::jetstream::new(client), Reads::Leader)
+            .await
+            .expect("a journal reading from the leader");
+        Self {
+            nats,
+            reader,
+            refused,
+            entity,
+            seqs,
+        }
+    }
+}
+
 /// A journal read from the leader streams a long tail through an ordered
 /// consumer. One whose pulls go unanswered (here the server refuses the
 /// reader's pulls until its config is reloaded) is replaced from where it
 /// stopped, and the read completes whole and in order.
 #[tokio::test]
 async fn a_replay_whose_consumer_falls_silent_is_finished_by_a_new_one() {
-    let refuse_pulls = NatsOptions {
-        harness_permissions: r#"{ publish: { deny: ["$JS.API.CONSUMER.MSG.NEXT.>"] } }"#.to_owned(),
-        ..Default::default()
-    };
-    let mut nats = NatsServer::start_with(refuse_pulls).await;
-    let (_, journal) = journal_on(&nats).await;
-    let sku = Sku::parse("SKU-HOT").expect("sku");
-    let entity = EntityRef::inventory(&sku);
-    let mut last = 0;
-    let mut seqs = Vec::new();
-    for n in 1..=40u64 {
-        let restock = InventoryEvent::Restocked {
-            sku: sku.clone(),
-            quantity: 1,
-            restock_id: format!("r{n}"),
-            available: n,
-        };
-        last = journal
-            .append(&entity, last, &restock, &Cause::default())
-            .await
-            .expect("stored")
-            .seq;
-        seqs.push(last);
-    }
-    // The reader hears of its refused pulls through the client's events.
-    let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel();
-    let client = async_nats::ConnectOptions::new()
-        .user_and_password(HARNESS_USER.name.to_owned(), HARNESS_USER.password.to_owned())
-        .event_callback(move |event| {
-            let refused_tx = refused_tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = event {
-                    if e.to_string().contains("CONSUMER.MSG.NEXT") {
-                        let _ = refused_tx.send(());
-                    }
-                }
-            }
-        })
-        .connect(nats.url())
-        .await
-        .expect("connect the reader");
-    let reader = NatsJournal::open_with(async_nats::jetstream::new(client), Reads::Leader)
-        .await
-        .expect("a journal reading from the leader");
+    let SilentReplay {
+        mut nats,
+        reader,
+        mut refused,
+        entity,
+        seqs,
+    } = SilentReplay::start().await;
     let read = tokio::spawn(async move { reader.records(&entity, 0).await });
     tokio::time::timeout(Duration::from_secs(10), refused.recv())
         .await
@@ -339,4 +368,22 @@ async fn a_replay_whose_consumer_falls_silent_is_finished_by_a_new_one() {
         .expect("the read task")
         .expect("the read completes through a new consumer");
     assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), seqs);
+}
+
+/// When every replacement stays silent too, the read gives up and says
+/// why, so the input is retried instead of hanging its actor.
+#[tokio::test]
+async fn a_replay_whose_every_consumer_stays_silent_fails_and_says_why() {
+    let replay = SilentReplay::start().await;
+    let read = tokio::time::timeout(Duration::from_secs(30), replay.reader.records(&replay.entity, 0))
+        .await
+        .expect("the read gives up within 30 s");
+    match read {
+        Err(JournalError::Unavailable(why)) => assert!(why.contains("mid-replay"), "{why}"),
+        other => panic!("a silent replay must fail as unavailable, got {other:?}"),
+    }
+    assert!(
+        replay.refused.len() >= 5,
+        "each of the five consumers pulled and was refused"
+    );
 }
