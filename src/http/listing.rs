@@ -102,7 +102,7 @@ pub struct OrderList {
 
 /// An opaque cursor: the sort key of the last order shown.
 fn encode_cursor(key: PageKey) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{:032x}", key.created_ms, key.id))
+    URL_SAFE_NO_PAD.encode(format!("{}.{:032x}", key.created_ms, key.id()))
 }
 
 fn decode_cursor(raw: &str) -> Result<PageKey, Problem> {
@@ -110,10 +110,10 @@ fn decode_cursor(raw: &str) -> Result<PageKey, Problem> {
     let text = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;
     let (ms, id) = text.split_once('.').ok_or_else(bad)?;
-    Ok(PageKey {
-        created_ms: ms.parse().map_err(|_| bad())?,
-        id: u128::from_str_radix(id, 16).map_err(|_| bad())?,
-    })
+    Ok(PageKey::from_parts(
+        ms.parse().map_err(|_| bad())?,
+        u128::from_str_radix(id, 16).map_err(|_| bad())?,
+    ))
 }
 
 fn parse_instant(field: &str, raw: &str) -> Result<u64, Problem> {

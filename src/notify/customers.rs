@@ -2,7 +2,7 @@
 //! consistent projection of the NOTIFICATIONS stream, held in memory and
 //! rebuilt from the stream at every start (it is never the record).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,26 +21,56 @@ const NAMING_CUSTOMER: [&str; 4] = ["claimed", "sent", "failed", "opted_out"];
 /// Customer → their notified orders, in the order the stream stored them.
 #[derive(Clone, Default)]
 pub struct CustomerIndex {
-    orders: Arc<RwLock<HashMap<CustomerId, Vec<OrderId>>>>,
+    projection: Arc<RwLock<Projection>>,
+}
+
+/// What the index folds.
+#[derive(Default)]
+struct Projection {
+    /// Each customer's orders, each once, where its first event stood.
+    orders: HashMap<CustomerId, Vec<OrderId>>,
+    /// Orders whose ending is still being told (claimed, or failed with a
+    /// fallback left): their next events repeat an order already listed.
+    /// An order leaves when an event settles its ending, since nothing
+    /// naming the customer follows; so this holds only notifications in
+    /// flight, and an order's later events need no search of the list.
+    unsettled: HashSet<OrderId>,
+}
+
+impl Projection {
+    fn fold(&mut self, customer: &CustomerId, order: OrderId, settles: bool) {
+        let listed = if settles {
+            self.unsettled.remove(&order)
+        } else {
+            !self.unsettled.insert(order)
+        };
+        if !listed {
+            let list = self.orders.entry(customer.clone()).or_default();
+            // A history that settled an ending twice must not list it twice in a row.
+            if list.last() != Some(&order) {
+                list.push(order);
+            }
+        }
+    }
 }
 
 impl CustomerIndex {
-    /// The customer's notified orders, newest first, at most `limit`.
+    /// The customer's notified orders, newest first, at most `limit`, each once.
     pub fn orders_of(&self, customer: &CustomerId, limit: usize) -> Vec<OrderId> {
-        let orders = self.orders.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let projection = self.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(orders) = projection.orders.get(customer) else {
+            return Vec::new();
+        };
+        // The fold lists an order once per settled ending, and an order has
+        // one ending; a journal that broke that rule still shows it once.
+        let mut seen = HashSet::new();
         orders
-            .get(customer)
-            .map(|o| o.iter().rev().take(limit).copied().collect())
-            .unwrap_or_default()
-    }
-
-    fn add(&self, customer: CustomerId, order: OrderId) {
-        let mut orders = self.orders.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let list = orders.entry(customer).or_default();
-        // An order's later events repeat its customer; they land at the end.
-        if list.last() != Some(&order) && !list.contains(&order) {
-            list.push(order);
-        }
+            .iter()
+            .rev()
+            .filter(|o| seen.insert(**o))
+            .take(limit)
+            .copied()
+            .collect()
     }
 
     /// Follows the stream from its start until `stop` turns true.
@@ -69,7 +99,7 @@ impl CustomerIndex {
                 }
             };
             // Rebuilt from the start: whatever was folded before is replaced.
-            self.orders.write().unwrap_or_else(|p| p.into_inner()).clear();
+            *self.projection.write().unwrap_or_else(|p| p.into_inner()) = Projection::default();
             loop {
                 let next = tokio::select! {
                     next = messages.next() => next,
@@ -95,11 +125,93 @@ impl CustomerIndex {
         match envelope::decode::<NotificationEvent>(headers, payload) {
             Ok(event) => {
                 if let Some(customer) = event.customer_id() {
-                    self.add(customer.clone(), order);
+                    let mut projection = self.projection.write().unwrap_or_else(|p| p.into_inner());
+                    projection.fold(customer, order, event.settles());
                 }
             }
             // The notification consumer dead-letters such messages; here it is only skipped.
             Err(e) => tracing::debug!(%subject, error = %e, "customer index: unreadable event skipped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The `settles` of each customer-naming event of one ending, by shape:
+    /// opted out; a log line; claimed then sent; a fallback then sent;
+    /// failed on every channel; claimed and never settled.
+    const SHAPES: [&[bool]; 6] = [
+        &[true],
+        &[true],
+        &[false, true],
+        &[false, false, false, true],
+        &[false, true],
+        &[false],
+    ];
+
+    fn order(n: usize) -> OrderId {
+        OrderId::from_uuid(uuid::Uuid::from_u128(n as u128 + 1))
+    }
+
+    fn customer(n: usize) -> CustomerId {
+        CustomerId::parse(&format!("c{n}")).unwrap_or_else(|e| panic!("c{n}: {e}"))
+    }
+
+    proptest! {
+        /// However the events of many endings interleave, each customer's
+        /// orders are listed once each, newest first (by their first event).
+        #[test]
+        fn every_notified_order_is_listed_once_newest_first(
+            orders in proptest::collection::vec((0usize..3, 0usize..SHAPES.len()), 0..24),
+            picks in proptest::collection::vec(any::<usize>(), 0..120),
+        ) {
+            let index = CustomerIndex::default();
+            let mut next = vec![0usize; orders.len()];
+            let mut firsts: Vec<usize> = Vec::new();
+            let mut fold = |o: usize, next: &mut Vec<usize>| {
+                let (c, shape) = orders[o];
+                if next[o] == 0 {
+                    firsts.push(o);
+                }
+                let settles = SHAPES[shape][next[o]];
+                next[o] += 1;
+                index.projection.write().unwrap_or_else(|p| p.into_inner()).fold(&customer(c), order(o), settles);
+            };
+            // Random interleaving first, then whatever is left, in turn.
+            for pick in picks {
+                let left: Vec<usize> = (0..orders.len()).filter(|&o| next[o] < SHAPES[orders[o].1].len()).collect();
+                if let Some(&o) = left.get(pick % left.len().max(1)) {
+                    fold(o, &mut next);
+                }
+            }
+            for o in 0..orders.len() {
+                while next[o] < SHAPES[orders[o].1].len() {
+                    fold(o, &mut next);
+                }
+            }
+            for c in 0..3 {
+                let expected: Vec<OrderId> =
+                    firsts.iter().rev().filter(|&&o| orders[o].0 == c).map(|&o| order(o)).collect();
+                prop_assert_eq!(index.orders_of(&customer(c), usize::MAX), expected.clone());
+                prop_assert_eq!(index.orders_of(&customer(c), 2), expected.into_iter().take(2).collect::<Vec<_>>());
+            }
+            let unsettled = index.projection.read().unwrap_or_else(|p| p.into_inner()).unsettled.len();
+            prop_assert_eq!(unsettled, orders.iter().filter(|(_, shape)| *shape == 5).count());
+        }
+    }
+
+    #[test]
+    fn an_ending_settled_twice_is_still_listed_once() {
+        let index = CustomerIndex::default();
+        let mut projection = index.projection.write().unwrap_or_else(|p| p.into_inner());
+        for (o, settles) in [(1, true), (2, true), (1, true)] {
+            projection.fold(&customer(0), order(o), settles);
+        }
+        drop(projection);
+        assert_eq!(index.orders_of(&customer(0), 10), vec![order(1), order(2)]);
     }
 }

@@ -1,9 +1,9 @@
 //! The order index behind `GET /api/v1/orders`: one compact entry per order
 //! (id, customer, status, created, amount), keyed for the list's filters.
-//! It holds every order the stream holds, so an entry is kept small (about
-//! 40 bytes sorted by key, plus the id's placement time and the customer's
-//! list): customers and currencies are numbered once, and sorted vectors
-//! replace tree nodes, since orders arrive almost in key order.
+//! It holds every order the stream holds, so an ended order is kept small
+//! (40 bytes sorted by key, and 24 in its customer's list): customers and
+//! currencies are numbered once, sorted vectors replace tree nodes (orders
+//! arrive almost in key order), and only running orders are found by id.
 //!
 //! Pure: it folds decoded events with their stream sequence and time; the
 //! consumer that feeds it lives in [`super::follow`].
@@ -19,26 +19,43 @@ use schemas::{Currency, CustomerId, Money, OrderId};
 use super::interned::Interned;
 
 /// Where an order sorts in a listing: newest placement first, the id breaking ties.
+///
+/// The id is kept as two halves, high first, so the key sorts as
+/// `(created_ms, id as u128)` but is aligned to 8 bytes: 24 bytes, where a
+/// `u128` field would make it 32, once for every order and again in its
+/// customer's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PageKey {
     /// When the order was placed, in milliseconds since the Unix epoch.
     pub created_ms: u64,
-    /// The order's id as a number (a UUID's order), so a bound can start below every id.
-    pub id: u128,
+    id_high: u64,
+    id_low: u64,
 }
 
 impl PageKey {
     /// The key of `order_id` placed at `created_ms`.
     pub fn of(created_ms: u64, order_id: OrderId) -> Self {
+        Self::from_parts(created_ms, order_id.as_uuid().as_u128())
+    }
+
+    /// The key of the order whose id, as a number (a UUID's order), is `id`.
+    pub fn from_parts(created_ms: u64, id: u128) -> Self {
         Self {
             created_ms,
-            id: order_id.as_uuid().as_u128(),
+            // The two halves of a u128: truncation is the point.
+            id_high: (id >> 64) as u64,
+            id_low: id as u64,
         }
+    }
+
+    /// The order's id as a number, so a bound can start below every id.
+    pub fn id(&self) -> u128 {
+        (u128::from(self.id_high) << 64) | u128::from(self.id_low)
     }
 
     /// Below every order placed at `created_ms` or later.
     fn first_at(created_ms: u64) -> Self {
-        Self { created_ms, id: 0 }
+        Self::from_parts(created_ms, 0)
     }
 }
 
@@ -95,21 +112,29 @@ struct Slot {
     status: OrderStatus,
 }
 
+/// What the index keeps of an order still running.
+#[derive(Debug)]
+struct Running {
+    /// When it was placed, which with its id gives its key.
+    created_ms: u64,
+    /// Its state, folded from every event so far.
+    order: Order,
+}
+
 /// The index itself.
 #[derive(Debug, Default)]
 pub struct OrderIndex {
     /// Every order, sorted by key.
     entries: Vec<(PageKey, Slot)>,
-    /// When each order was placed, which with its id gives its key.
-    created: HashMap<OrderId, u64>,
     /// By customer number, the keys of that customer's orders, sorted.
     by_customer: Vec<Vec<PageKey>>,
     customers: Interned<CustomerId>,
     currencies: Interned<Currency>,
-    /// The folded state of orders still running: the status needs more than
-    /// the last event. Dropped when the order ends, so an ended order costs
-    /// only its entry.
-    running: HashMap<OrderId, Order>,
+    /// Orders still running, by id: their next event must find their entry,
+    /// and their status needs more than the last event. Dropped when the
+    /// order ends, so an ended order costs only its entry and its key in
+    /// the customer's list, not a place in a map by id as well.
+    running: HashMap<OrderId, Running>,
     applied_seq: u64,
 }
 
@@ -167,16 +192,16 @@ impl OrderIndex {
             return;
         }
         self.applied_seq = seq;
-        let known = self.created.get(&order_id).copied();
-        if known.is_some() && !self.running.contains_key(&order_id) {
-            // Ended orders do not change any more (a late duplicate changes nothing).
-            return;
-        }
-        if known.is_none() && !matches!(event, OrderEvent::Placed { .. }) {
-            // Its placement was never seen (purged from the stream): nothing to list.
-            return;
-        }
-        let state = self.running.remove(&order_id);
+        let (known, state) = match self.running.remove(&order_id) {
+            Some(running) => (Some(running.created_ms), Some(running.order)),
+            // Not running and not a placement: it ended (an ended order does
+            // not change, and a late duplicate changes nothing), or it was
+            // placed before the stream's first message (purged): either way
+            // there is nothing to do. A second placement of an order cannot
+            // be on the stream: the journal appends it only to an empty one.
+            None if !matches!(event, OrderEvent::Placed { .. }) => return,
+            None => (None, None),
+        };
         let Some(order) = OrderSaga::evolve(state, event) else {
             return;
         };
@@ -195,7 +220,6 @@ impl OrderIndex {
                 self.entries[at].1 = slot;
             }
         } else {
-            self.created.insert(order_id, key.created_ms);
             insert_sorted(&mut self.entries, key, (key, slot), |(k, _)| *k);
             let n = customer as usize;
             if self.by_customer.len() <= n {
@@ -204,14 +228,15 @@ impl OrderIndex {
             insert_sorted(&mut self.by_customer[n], key, key, |k| *k);
         }
         if !status.is_terminal() {
-            self.running.insert(order_id, order);
+            let created_ms = key.created_ms;
+            self.running.insert(order_id, Running { created_ms, order });
         }
     }
 
     /// The entry of the order at `key`, as the API shows it.
     fn entry(&self, key: PageKey, slot: &Slot) -> Option<OrderEntry> {
         Some(OrderEntry {
-            order_id: OrderId::from_uuid(uuid::Uuid::from_u128(key.id)),
+            order_id: OrderId::from_uuid(uuid::Uuid::from_u128(key.id())),
             customer_id: self.customers.get(slot.customer)?.clone(),
             status: slot.status,
             created_ms: key.created_ms,

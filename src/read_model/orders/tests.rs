@@ -56,6 +56,28 @@ fn events_already_applied_and_orders_never_placed_change_nothing() {
     assert_eq!(index.applied_seq(), 6);
 }
 
+#[test]
+fn late_events_of_an_ended_order_change_nothing() {
+    let mut index = OrderIndex::default();
+    index.apply(1, 1000, id(1), &placed(id(1), "alice"));
+    index.apply(2, 2000, id(1), &completed("alice"));
+    index.apply(3, 3000, id(1), &completed("alice"));
+    let page = index.page(&OrderFilter::default(), None, 10);
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].status, OrderStatus::Completed);
+    assert_eq!(page.entries[0].created_ms, 1000);
+    assert!(index.running.is_empty());
+    assert_eq!(index.applied_seq(), 3);
+}
+
+#[test]
+fn a_key_takes_24_bytes_and_gives_its_id_back() {
+    assert_eq!(std::mem::size_of::<PageKey>(), 24);
+    assert_eq!(std::mem::size_of::<(PageKey, Slot)>(), 40);
+    let id = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+    assert_eq!(PageKey::from_parts(7, id).id(), id);
+}
+
 /// An index of `n` orders: customer and status vary with the index, and
 /// several share a placement time, so the id must break ties.
 fn index_of(orders: &[(u8, u8, bool)]) -> OrderIndex {
@@ -75,6 +97,13 @@ fn index_of(orders: &[(u8, u8, bool)]) -> OrderIndex {
 }
 
 proptest! {
+    /// Split in halves, a key sorts exactly as its time and whole id would.
+    #[test]
+    fn a_key_sorts_as_its_time_then_its_id(a in any::<(u64, u128)>(), b in any::<(u64, u128)>()) {
+        let key = |(ms, id): (u64, u128)| PageKey::from_parts(ms, id);
+        prop_assert_eq!(key(a).cmp(&key(b)), a.cmp(&b));
+    }
+
     /// Following the cursor from the first page visits every admitted order
     /// exactly once, newest first, and no other.
     #[test]
