@@ -37,7 +37,7 @@ const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many ordered consumers one replay tries before the read fails: with
 /// [`REPLAY_IDLE`], the 10 s a single consumer was once given.
-const REPLAY_CONSUMERS: usize = 5;
+const REPLAY_CONSUMERS: u32 = 5;
 
 /// Why reading the journal on `filter` failed.
 fn unreadable(filter: &str, why: &dyn std::fmt::Display) -> JournalError {
@@ -197,7 +197,7 @@ impl NatsJournal {
             }
             tracing::warn!(%filter, next, "replay consumer quiet; replacing it from where it stopped");
         }
-        let quiet = REPLAY_IDLE * u32::try_from(REPLAY_CONSUMERS).unwrap_or(u32::MAX);
+        let quiet = REPLAY_IDLE * REPLAY_CONSUMERS;
         Err(unavailable(&format!("no message for {quiet:?} mid-replay")))
     }
 

@@ -27,7 +27,9 @@ pub struct CustomerIndex {
 /// What the index folds.
 #[derive(Default)]
 struct Projection {
-    /// Each customer's orders, each once, where its first event stood.
+    /// Each customer's orders, in the order of their first events; an
+    /// ending that starts again after it settled adds its order once more,
+    /// and the listing shows it once.
     orders: HashMap<CustomerId, Vec<OrderId>>,
     /// Orders whose ending is still being told (claimed, or failed with a
     /// fallback left): their next events repeat an order already listed.
@@ -45,11 +47,7 @@ impl Projection {
             !self.unsettled.insert(order)
         };
         if !listed {
-            let list = self.orders.entry(customer.clone()).or_default();
-            // A history that settled an ending twice must not list it twice in a row.
-            if list.last() != Some(&order) {
-                list.push(order);
-            }
+            self.orders.entry(customer.clone()).or_default().push(order);
         }
     }
 }

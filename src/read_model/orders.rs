@@ -228,8 +228,13 @@ impl OrderIndex {
             insert_sorted(&mut self.by_customer[n], key, key, |k| *k);
         }
         if !status.is_terminal() {
-            let created_ms = key.created_ms;
-            self.running.insert(order_id, Running { created_ms, order });
+            self.running.insert(
+                order_id,
+                Running {
+                    created_ms: key.created_ms,
+                    order,
+                },
+            );
         }
     }
 
