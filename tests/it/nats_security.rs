@@ -149,12 +149,41 @@ async fn the_app_user_cannot_reach_what_it_does_not_need() {
     request_refused(&client, &mut reports, "$JS.API.STREAM.PURGE.ORDERS").await;
     request_refused(&client, &mut reports, "$JS.API.STREAM.DELETE.ORDERS").await;
     assert_eq!(orders_count(&app).await, stored, "ORDERS is untouched");
-    // It deletes only the per-step consumers earlier versions ran, never a live one.
-    request_refused(&client, &mut reports, "$JS.API.CONSUMER.DELETE.ORDERS.order-saga").await;
+    // It never deletes a durable the nodes run: each one the topology
+    // declares is refused, and is still there.
     let js = async_nats::jetstream::new(client.clone());
+    let durables = orderflow::bus::topology::consumers(&app.config);
+    assert!(durables.len() >= 4, "the topology's durables: {}", durables.len());
+    for (stream, consumer) in durables {
+        let name = consumer.durable_name.expect("a topology consumer is durable");
+        request_refused(
+            &client,
+            &mut reports,
+            &format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"),
+        )
+        .await;
+        let stream = js.get_stream(stream).await.expect("the stream");
+        stream.consumer_info(&name).await.expect("the durable is still there");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_user_deletes_its_own_ephemeral_consumers() {
+    // An ordered consumer that resets deletes the consumer it had before it
+    // makes the next; refused, that delete waited out the request timeout
+    // and the order index went silent meanwhile (the cluster bench's
+    // one-second waits). Deleting an ephemeral consumer is answered.
+    let app = TestApp::spawn().await;
+    let (client, _reports) = connect_watching(&app.nats, APP_USER).await;
+    let js = async_nats::jetstream::new(client);
     let orders = js.get_stream("ORDERS").await.expect("ORDERS");
-    orders
-        .consumer_info("order-saga")
+    let ephemeral = orders
+        .create_consumer(pull::OrderedConfig::default())
         .await
-        .expect("order-saga is still there");
+        .expect("the app creates an ordered consumer");
+    let name = ephemeral.cached_info().name.clone();
+    let deleted = orders.delete_consumer(&name).await.expect("the app deletes it");
+    assert!(deleted.success, "deleting {name} was not a success");
+    let gone = orders.consumer_info(&name).await;
+    assert!(gone.is_err(), "{name} is still there: {gone:?}");
 }
