@@ -11,7 +11,7 @@ use async_nats::{Client, Event, ServerError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::support::nats::NatsUser;
-use crate::support::{order_body, NatsServer, TestApp, APP_USER, INSPECTOR_USER};
+use crate::support::{eventually_true, order_body, NatsServer, TestApp, APP_USER, INSPECTOR_USER};
 
 /// How long a refused request waits for an answer that never comes.
 const REFUSED_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -186,4 +186,43 @@ async fn the_app_user_deletes_its_own_ephemeral_consumers() {
     assert!(deleted.success, "deleting {name} was not a success");
     let gone = orders.consumer_info(&name).await;
     assert!(gone.is_err(), "{name} is still there: {gone:?}");
+}
+
+/// Shorter than the client's 10 s request timeout, which a refused delete
+/// waited out before a reset ordered consumer came back.
+const RESET_DEADLINE: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_index_comes_back_soon_after_its_consumer_is_deleted() {
+    let app = TestApp::spawn().await;
+    app.restock("SEC-R", 5).await;
+    let first = app.place_ok(&order_body("c-reset", &[("SEC-R", 1)], "tok_ok")).await;
+    app.ended(&first).await;
+
+    // Deleting every ephemeral ORDERS consumer resets the node's ordered
+    // consumers, its order index's among them.
+    let durables: Vec<String> = orderflow::bus::topology::consumers(&app.config)
+        .into_iter()
+        .filter_map(|(_, c)| c.durable_name)
+        .collect();
+    let orders = app.js.get_stream("ORDERS").await.expect("ORDERS");
+    let names: Vec<String> = futures::TryStreamExt::try_collect(orders.consumer_names())
+        .await
+        .expect("ORDERS' consumers");
+    let ephemeral: Vec<&String> = names.iter().filter(|n| !durables.contains(n)).collect();
+    assert!(!ephemeral.is_empty(), "the order index's consumer is among {names:?}");
+    for name in ephemeral {
+        orders.delete_consumer(name).await.expect("the harness deletes it");
+    }
+
+    let second = app.place_ok(&order_body("c-reset", &[("SEC-R", 1)], "tok_ok")).await;
+    app.ended(&second).await;
+    let mut orders = app.js.get_stream("ORDERS").await.expect("ORDERS");
+    let last = orders.info().await.expect("ORDERS info").state.last_sequence;
+    eventually_true("the order index folds what ORDERS holds", RESET_DEADLINE, || async {
+        app.metric("orderflow_read_model_applied_seq")
+            .await
+            .is_some_and(|seq| seq >= last as f64)
+    })
+    .await;
 }
